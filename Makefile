@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each bootstraps .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: venv demo test lint typecheck unit bench sysext docs clean
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: venv
+	$(BIN)/python tools/demo.py
+
+lint: venv
+	$(BIN)/ruff check ghost_backup tests tools benchmarks
+
+typecheck: venv
+	$(BIN)/mypy ghost_backup
+
+unit: venv
+	$(BIN)/pytest tests
+
+test: lint typecheck unit
+
+bench: venv
+	$(BIN)/python benchmarks/run.py
+
+docs: venv
+	$(BIN)/python tools/gen_config_docs.py
+
+clean:
+	rm -rf $(VENV) dist build .mypy_cache .ruff_cache .pytest_cache

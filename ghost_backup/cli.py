@@ -1,0 +1,148 @@
+"""Command line: parse arguments, wire collaborators once, return an exit code.
+
+``main`` never calls ``sys.exit``; known errors print one clear line and return their
+documented code (docs/exit-codes.md), tracebacks appear only with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ghost_backup import __version__
+from ghost_backup.alerts import HttpAlerts
+from ghost_backup.credentials import new_session
+from ghost_backup.errors import ConfigError, ExitCode, GhostBackupError, UsageError
+from ghost_backup.logs import Redactor, setup_logging, stderr_is_journal
+from ghost_backup.notify import notifier_from_env, watchdog_interval
+from ghost_backup.orchestrator import Deps, run_backup
+from ghost_backup.settings import load_settings
+from ghost_backup.supervisor import StopRequest
+
+log = logging.getLogger("ghost_backup")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"usage error: {message} (see ghost-backup --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for every subcommand."""
+    parser = _Parser(prog="ghost-backup", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ghost-backup {__version__}")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="config file (default $GHOST_BACKUP_CONFIG or "
+                             "/etc/ghost-backup/config.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("run", help="run one backup now (what the timer starts)")
+    proxy = sub.add_parser("dev-proxy", help="serve a loopback credential proxy (tests, demo)")
+    proxy.add_argument("--host", default="127.0.0.1")
+    proxy.add_argument("--port", type=int, default=8080)
+    proxy.add_argument("--ttl", type=int, default=3600, help="validity of handed-out keys (s)")
+    proxy.add_argument("--mode", default="ok", help="behaviour; see --list-modes")
+    proxy.add_argument("--keys-file", type=Path, default=None,
+                       help="0600 JSON file with access_key_id, secret_access_key "
+                            "[, session_token] (default: GHOST_DEV_PROXY_* environment)")
+    proxy.add_argument("--list-modes", action="store_true", help="print the modes and exit")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = load_settings(args.config, env)
+    redactor = _REDACTOR
+    stop = StopRequest()
+    stop.install()
+    session = new_session()
+    deps = Deps(
+        session=session,
+        clock=lambda: datetime.now(UTC),
+        monotonic=time.monotonic,
+        sleep=time.sleep,
+        notifier=notifier_from_env(env),
+        alerts=HttpAlerts(settings.alerts, new_session(), redactor),
+        redactor=redactor,
+        stop=stop,
+        env=env,
+        watchdog_seconds=watchdog_interval(env),
+    )
+    report = run_backup(settings, deps)
+    return int(report.exit_code)
+
+
+def _cmd_dev_proxy(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.devproxy import MODES_HELP, DevProxy, ProxyState  # noqa: PLC0415
+
+    if args.list_modes:
+        sys.stdout.write(MODES_HELP)
+        return 0
+    if args.keys_file is not None:
+        try:
+            keys = json.loads(args.keys_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise UsageError(f"cannot read keys file {args.keys_file}: "
+                             f"{err.__class__.__name__}") from None
+    else:
+        keys = {
+            "access_key_id": env.get("GHOST_DEV_PROXY_ACCESS_KEY_ID"),
+            "secret_access_key": env.get("GHOST_DEV_PROXY_SECRET_ACCESS_KEY"),
+            "session_token": env.get("GHOST_DEV_PROXY_SESSION_TOKEN"),
+        }
+    if not keys.get("access_key_id") or not keys.get("secret_access_key"):
+        raise UsageError("dev-proxy needs keys: set GHOST_DEV_PROXY_ACCESS_KEY_ID and "
+                         "GHOST_DEV_PROXY_SECRET_ACCESS_KEY, or pass --keys-file")
+    state = ProxyState(
+        access_key_id=keys["access_key_id"],
+        secret_access_key=keys["secret_access_key"],
+        session_token=keys.get("session_token") or None,
+        ttl_seconds=args.ttl,
+        mode=args.mode,
+    )
+    proxy = DevProxy(state, host=args.host, port=args.port)
+    log.info("dev credential proxy listening on %s (mode %s)", proxy.base_url, args.mode)
+    with contextlib.suppress(KeyboardInterrupt):
+        proxy.serve_forever()
+    return 0
+
+
+_REDACTOR = Redactor()
+_COMMANDS = {"run": _cmd_run, "dev-proxy": _cmd_dev_proxy}
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run the command line and return the process exit code."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    setup_logging(_REDACTOR, journal=stderr_is_journal(environ), verbose=verbose)
+    try:
+        args = build_parser().parse_args(argv)
+        return _COMMANDS[args.command](args, environ)
+    except ConfigError as err:
+        log.error("%s", err.message.split(": ", 1)[0] if err.problems else err.message)
+        for problem in err.problems:
+            log.error("  %s", problem)
+        return int(err.exit_code)
+    except GhostBackupError as err:
+        log.error("%s", err.message)
+        return int(err.exit_code)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return int(ExitCode.TERMINATED)
+    except Exception:  # the top: anything unknown is a bug, reported without secrets
+        log.critical("internal error (bug): run with --verbose for the traceback",
+                     exc_info=True)
+        return int(ExitCode.INTERNAL)
+
+
+def entry_point() -> None:
+    """Console-script entry: exit with :func:`main`'s code."""
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Progress: parse rclone's ``--use-json-log`` lines and format what operators read.
+
+Pure functions only. rclone writes one JSON object per line on stderr with ``level``,
+``msg`` and, on stats lines, a ``stats`` object (the same as rc ``core/stats``). Missing
+and unknown keys are tolerated; a line that is not JSON (a Go panic, say) is kept verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+# rclone's lower-case level names, mapped 1:1 onto syslog priorities.
+PRIORITY_BY_LEVEL = {
+    "emergency": 0, "alert": 1, "critical": 2, "error": 3,
+    "warning": 4, "notice": 5, "info": 6, "debug": 7,
+}
+_UNPARSED_PRIORITY = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """One rclone stats record."""
+
+    bytes: int = 0
+    total_bytes: int = 0
+    transfers: int = 0
+    total_transfers: int = 0
+    checks: int = 0
+    total_checks: int = 0
+    listed: int = 0
+    deletes: int = 0
+    errors: int = 0
+    elapsed_seconds: float = 0.0
+    speed: float = 0.0
+    eta_seconds: float | None = None
+    fatal_error: bool = False
+    last_error: str = ""
+
+    @property
+    def activity(self) -> tuple[int, ...]:
+        """Return the figures that move while rclone makes progress (elapsed time excluded)."""
+        return (self.bytes, self.transfers, self.checks, self.listed, self.deletes, self.errors)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One line of rclone output: its syslog priority, message, object and stats if any."""
+
+    priority: int
+    message: str
+    object: str | None = None
+    stats: Stats | None = None
+
+
+def _int(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _float(data: dict[str, Any], key: str) -> float:
+    value = data.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def parse_stats(data: dict[str, Any]) -> Stats:
+    """Given a ``stats`` object, return :class:`Stats`; absent or odd keys read as zero."""
+    eta = data.get("eta")
+    last_error = data.get("lastError")
+    return Stats(
+        bytes=_int(data, "bytes"),
+        total_bytes=_int(data, "totalBytes"),
+        transfers=_int(data, "transfers"),
+        total_transfers=_int(data, "totalTransfers"),
+        checks=_int(data, "checks"),
+        total_checks=_int(data, "totalChecks"),
+        listed=_int(data, "listed"),
+        deletes=_int(data, "deletes"),
+        errors=_int(data, "errors"),
+        elapsed_seconds=_float(data, "elapsedTime"),
+        speed=_float(data, "speed"),
+        eta_seconds=float(eta) if isinstance(eta, int | float) and not isinstance(eta, bool)
+        else None,
+        fatal_error=data.get("fatalError") is True,
+        last_error=last_error if isinstance(last_error, str) else "",
+    )
+
+
+def parse_line(line: str) -> LogEvent:
+    """Given one line of rclone stderr, return a :class:`LogEvent` (never raises)."""
+    text = line.rstrip("\r\n")
+    if not text.startswith("{"):
+        return LogEvent(_UNPARSED_PRIORITY, text)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return LogEvent(_UNPARSED_PRIORITY, text)
+    if not isinstance(data, dict):
+        return LogEvent(_UNPARSED_PRIORITY, text)
+    level = data.get("level")
+    priority = PRIORITY_BY_LEVEL.get(level, _UNPARSED_PRIORITY) if isinstance(level, str) else 4
+    msg = data.get("msg")
+    message = msg.strip() if isinstance(msg, str) else ""
+    obj = data.get("object")
+    stats = data.get("stats")
+    return LogEvent(
+        priority=priority,
+        message=message,
+        object=obj if isinstance(obj, str) else None,
+        stats=parse_stats(stats) if isinstance(stats, dict) else None,
+    )
+
+
+def format_bytes(count: float) -> str:
+    """Return ``count`` bytes in binary units: ``512 B``, ``1.2 GiB``."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} PiB"  # pragma: no cover - loop always returns
+
+
+def format_duration(seconds: float) -> str:
+    """Return a short human duration: ``45s``, ``3m``, ``1h05m``."""
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        minutes, secs = divmod(total, 60)
+        return f"{minutes}m" if secs == 0 or minutes >= 10 else f"{minutes}m{secs:02d}s"
+    hours, rest = divmod(total, 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def format_progress(stats: Stats) -> str:
+    """Return the progress line, e.g. ``1.2 GiB / 3.4 GiB (35%), 120/400 files, 0 errors,
+    12.0 MiB/s, ETA 3m``."""
+    if stats.total_bytes > 0:
+        percent = f" ({min(100, int(stats.bytes * 100 / stats.total_bytes))}%)"
+    else:
+        percent = ""
+    eta = format_duration(stats.eta_seconds) if stats.eta_seconds is not None else "-"
+    return (
+        f"{format_bytes(stats.bytes)} / {format_bytes(stats.total_bytes)}{percent}, "
+        f"{stats.transfers}/{stats.total_transfers} files, {stats.errors} errors, "
+        f"{format_bytes(stats.speed)}/s, ETA {eta}"
+    )
+
+
+def format_summary(stats: Stats | None, duration_seconds: float) -> str:
+    """Return the final one-line summary of a sync."""
+    s = stats or Stats()
+    return (
+        f"summary: {format_bytes(s.bytes)} transferred in {s.transfers} files, "
+        f"{s.checks} checked, {s.deletes} deleted, {s.errors} errors, "
+        f"duration {format_duration(duration_seconds)}"
+    )

@@ -1,0 +1,460 @@
+"""Settings: one validated, immutable model loaded from TOML plus a few environment overrides.
+
+The model is the single source of truth for what can be configured: every field carries a
+description, which feeds ``docs/configuration.md`` (generated, see ``tools/gen_config_docs.py``)
+and the example config. A bad config is reported once, listing every problem.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ghost_backup.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/ghost-backup/config.toml")
+DEFAULT_CREDENTIALS_URL = "http://localhost:8080/credentials/r2-backup"
+
+# S3 bucket naming rules (R2 follows them): 3-63 chars, lower-case letters, digits, '-', '.'.
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ACCOUNT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# rclone flags that would put a key into argv, where `ps` and rclone's own DEBUG log see it.
+_SECRET_FLAG_RE = re.compile(r"(secret|access[-_]key|session[-_]token|password|--s3-key)", re.I)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Return True when ``host`` names this machine (localhost or a loopback address)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(value: str, *, what: str) -> str:
+    """Return ``value`` if it is an http(s) URL; plain http only to a loopback host."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} must be an http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError(f"{what} must not carry a user name or password")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(f"{what} may use plain http only for a loopback host; use https")
+    return value
+
+
+class SourceSettings(_Section):
+    """What to back up."""
+
+    path: Path = Field(
+        Path("/var/mnt/storage"),
+        description="Directory to back up (Ghost's data). Synced as a whole.",
+    )
+    exclude: tuple[str, ...] = Field(
+        ("ghost-compose/.env.*",),
+        description="rclone filter patterns to leave out (the compose secrets by default).",
+    )
+    require_mountpoint: bool = Field(
+        True,
+        description=(
+            "Refuse to run unless the source path is a mount point. An unmounted data disk "
+            "leaves an empty directory, and syncing it would delete the whole backup."
+        ),
+    )
+    sentinel: str | None = Field(
+        None,
+        description=(
+            "Optional file, relative to the source path, that must exist before a sync runs "
+            "(for example `.ghost-backup-sentinel`)."
+        ),
+    )
+    one_file_system: bool = Field(
+        True,
+        description="Do not descend into other filesystems mounted below the source path.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+    @field_validator("sentinel")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith("/") or ".." in Path(value).parts or not value):
+            raise ValueError("must be a relative path inside the source directory")
+        return value
+
+
+class DestinationSettings(_Section):
+    """Where the backup goes."""
+
+    bucket: str = Field(description="R2 bucket name. Env override: `BACKUP_BUCKET`.")
+    account_id: str | None = Field(
+        None,
+        description=(
+            "Cloudflare account id; the endpoint becomes "
+            "`https://<account_id>.r2.cloudflarestorage.com`. Env override: `CF_ACCOUNT_ID`."
+        ),
+    )
+    jurisdiction: Literal["default", "eu", "fedramp"] = Field(
+        "default",
+        description="R2 jurisdiction of the bucket; `eu` uses the `.eu.` endpoint.",
+    )
+    endpoint: str | None = Field(
+        None,
+        description="Explicit S3 endpoint URL; overrides the one derived from `account_id`.",
+    )
+    provider: str = Field(
+        "Cloudflare",
+        description="rclone S3 provider name. Keep `Cloudflare` for R2.",
+    )
+    path: str = Field("", description="Prefix inside the bucket to sync into (empty: bucket root).")
+    archive_path: str | None = Field(
+        None,
+        description=(
+            "Optional prefix in the same bucket where deleted or overwritten objects are moved "
+            "(rclone `--backup-dir`), under a dated folder, instead of being destroyed. "
+            "Must not overlap `path`."
+        ),
+    )
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not _BUCKET_RE.match(value):
+            raise ValueError("must be 3-63 characters of lower-case letters, digits, '-' or '.'")
+        return value
+
+    @field_validator("account_id")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if value is not None and not _ACCOUNT_ID_RE.match(value):
+            raise ValueError("must be the 32 hex characters of a Cloudflare account id")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value, what="endpoint")
+
+    @field_validator("path", "archive_path")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        cleaned = value.strip("/")
+        if ".." in cleaned.split("/") or "//" in cleaned:
+            raise ValueError("must be a plain prefix without '..' or empty segments")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _endpoint_known(self) -> DestinationSettings:
+        if self.endpoint is None and self.account_id is None:
+            raise ValueError("destination needs `account_id` (for R2) or an explicit `endpoint`")
+        if self.archive_path is not None:
+            a, p = self.archive_path, self.path
+            if not a or not p or a == p or a.startswith(p + "/") or p.startswith(a + "/"):
+                raise ValueError(
+                    "archive_path must not overlap path (set both to distinct prefixes, "
+                    "for example path = \"current\" and archive_path = \"archive\")"
+                )
+        return self
+
+    @property
+    def endpoint_url(self) -> str:
+        """Return the S3 endpoint URL for this destination."""
+        if self.endpoint is not None:
+            return self.endpoint
+        zone = "" if self.jurisdiction == "default" else f".{self.jurisdiction}"
+        return f"https://{self.account_id}{zone}.r2.cloudflarestorage.com"
+
+
+class CredentialsSettings(_Section):
+    """Where just-in-time credentials come from and what is acceptable."""
+
+    source: Literal["http-json"] = Field(
+        "http-json",
+        description="Credential source. `http-json`: the local proxy's JSON endpoint.",
+    )
+    url: str = Field(
+        DEFAULT_CREDENTIALS_URL,
+        description=(
+            "Credential endpoint (GET). The last path segment is the provider name logged for "
+            "audit. Env override: `PROXY_URL` (base URL; `/credentials/<provider>` is appended)."
+        ),
+    )
+    timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="Read timeout for the proxy's answer, in seconds."
+    )
+    connect_timeout_seconds: float = Field(
+        3.0, gt=0, le=60, description="Connect timeout to the proxy, in seconds."
+    )
+    max_attempts: int = Field(
+        4, ge=1, le=10, description="Attempts for failures that can heal (refused, 5xx, 429)."
+    )
+    max_total_seconds: float = Field(
+        45.0, gt=0, le=600, description="Upper bound on the whole fetch, retries included."
+    )
+    max_body_bytes: int = Field(
+        65536, ge=1024, le=10_485_760, description="Largest credential answer accepted."
+    )
+    min_validity_seconds: int = Field(
+        300,
+        ge=0,
+        description="Refuse credentials that expire sooner than this after they arrive.",
+    )
+    max_validity_seconds: int = Field(
+        43200,
+        gt=0,
+        description=(
+            "Refuse credentials valid longer than this: they are not short-lived. "
+            "12 hours by default."
+        ),
+    )
+    safety_margin_seconds: int = Field(
+        60,
+        ge=0,
+        description=(
+            "rclone is stopped (soft cutoff) this long before the credentials expire."
+        ),
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        _check_url(value, what="credentials.url")
+        if not provider_name(value):
+            raise ValueError("credentials.url must end in a provider name, e.g. /credentials/r2")
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> CredentialsSettings:
+        if self.min_validity_seconds >= self.max_validity_seconds:
+            raise ValueError("min_validity_seconds must be below max_validity_seconds")
+        if self.safety_margin_seconds >= max(self.min_validity_seconds, 1):
+            raise ValueError("safety_margin_seconds must be below min_validity_seconds")
+        return self
+
+
+class RcloneSettings(_Section):
+    """How rclone runs."""
+
+    binary: str = Field("rclone", description="rclone executable (name on PATH or full path).")
+    extra_args: tuple[str, ...] = Field(
+        (),
+        description=(
+            "Extra rclone flags, appended last. Never put a key here: argv is visible to "
+            "every process on the host (flags naming secrets are refused)."
+        ),
+    )
+    log_level: Literal["DEBUG", "INFO", "NOTICE", "ERROR"] = Field(
+        "INFO",
+        description="rclone log level. INFO logs one line per copied or deleted object.",
+    )
+    stats_interval_seconds: int = Field(
+        10, ge=1, le=3600, description="How often rclone reports progress."
+    )
+    transfers: int = Field(4, ge=1, le=64, description="Parallel file transfers (`--transfers`).")
+    checkers: int = Field(8, ge=1, le=128, description="Parallel checkers (`--checkers`).")
+    fast_list: bool = Field(
+        True,
+        description="Use `--fast-list`: fewer listing calls (R2 bills them as Class A).",
+    )
+    max_delete: int = Field(
+        1000,
+        ge=0,
+        description=(
+            "Stop the sync after this many deletions at the destination (`--max-delete`); "
+            "0 disables the guard."
+        ),
+    )
+    stall_timeout_seconds: int = Field(
+        900,
+        ge=30,
+        description="Kill rclone if its progress figures do not change for this long.",
+    )
+    term_timeout_seconds: int = Field(
+        20, ge=1, le=600, description="Wait this long for rclone after SIGTERM, then SIGKILL."
+    )
+
+    @field_validator("extra_args")
+    @classmethod
+    def _no_secret_flags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arg in value:
+            if _SECRET_FLAG_RE.search(arg):
+                raise ValueError(
+                    "extra_args must not carry credentials (argv is public); "
+                    "keys come from the credential proxy"
+                )
+        return value
+
+
+class RuntimeSettings(_Section):
+    """Where ephemeral files live."""
+
+    dir: Path = Field(
+        Path("/run/ghost"),
+        description=(
+            "Runtime directory on tmpfs (systemd `RuntimeDirectory=ghost`). Holds the lock and "
+            "the per-run rclone config; must be a tmpfs or ramfs, owned by us, mode 0700."
+        ),
+    )
+
+    @field_validator("dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class StateSettings(_Section):
+    """Where the record of the last run is kept."""
+
+    dir: Path = Field(
+        Path("/var/lib/ghost-backup"),
+        description="State directory (systemd `StateDirectory=ghost-backup`); holds last-run.json.",
+    )
+
+
+class MetricsSettings(_Section):
+    """Prometheus node_exporter textfile output."""
+
+    textfile_path: Path | None = Field(
+        None,
+        description=(
+            "Optional `.prom` file for node_exporter's textfile collector, written atomically "
+            "after each run."
+        ),
+    )
+
+
+class AlertSettings(_Section):
+    """Where failures are reported, besides the journal."""
+
+    healthcheck_url: str | None = Field(
+        None,
+        description=(
+            "healthchecks.io-style ping URL: `/start` at start, the URL on success, "
+            "`/fail` with the last log lines on failure."
+        ),
+    )
+    webhook_url: str | None = Field(
+        None, description="URL that receives a JSON POST describing each failed run."
+    )
+    notify_success: bool = Field(False, description="Also POST the webhook on success.")
+    timeout_seconds: float = Field(10.0, gt=0, le=60, description="Timeout per alert request.")
+    attempts: int = Field(3, ge=1, le=5, description="Attempts per alert channel.")
+
+    @field_validator("healthcheck_url", "webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value, what="alert URL")
+
+
+class Settings(_Section):
+    """The whole configuration."""
+
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    destination: DestinationSettings
+    credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)
+    rclone: RcloneSettings = Field(default_factory=RcloneSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+
+
+def provider_name(url: str) -> str:
+    """Given a credential URL, return its last path segment (the provider name for audit)."""
+    return urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def resolve_config_path(cli_path: Path | None, env: Mapping[str, str]) -> Path:
+    """Return the config file to read: ``--config``, then ``$GHOST_BACKUP_CONFIG``, then default."""
+    if cli_path is not None:
+        return cli_path
+    if env.get("GHOST_BACKUP_CONFIG"):
+        return Path(env["GHOST_BACKUP_CONFIG"])
+    return DEFAULT_CONFIG_PATH
+
+
+def apply_env_overrides(raw: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Given raw config data, return a copy with the ticket's environment names applied.
+
+    ``BACKUP_BUCKET`` and ``CF_ACCOUNT_ID`` replace the destination's bucket and account;
+    ``PROXY_URL`` is a base URL to which ``/credentials/<provider>`` is appended, the provider
+    being the last segment of the configured (or default) credential URL.
+    """
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    dest = data.setdefault("destination", {})
+    creds = data.setdefault("credentials", {})
+    if not isinstance(dest, dict) or not isinstance(creds, dict):
+        return data
+    if env.get("BACKUP_BUCKET"):
+        dest["bucket"] = env["BACKUP_BUCKET"]
+    if env.get("CF_ACCOUNT_ID"):
+        dest["account_id"] = env["CF_ACCOUNT_ID"]
+    if env.get("PROXY_URL"):
+        configured = creds.get("url", DEFAULT_CREDENTIALS_URL)
+        name = provider_name(configured) if isinstance(configured, str) else "r2-backup"
+        creds["url"] = f"{env['PROXY_URL'].rstrip('/')}/credentials/{name or 'r2-backup'}"
+    return data
+
+
+def format_validation_problems(err: ValidationError) -> tuple[str, ...]:
+    """Given a pydantic error, return one readable line per problem (no input values)."""
+    problems = []
+    for item in err.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in item["loc"]) or "config"
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}")
+    return tuple(problems)
+
+
+def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
+    """Given raw TOML data and the environment, return validated settings.
+
+    Raise ConfigError listing every problem if anything is invalid.
+    """
+    try:
+        return Settings.model_validate(apply_env_overrides(raw, env))
+    except ValidationError as err:
+        problems = format_validation_problems(err)
+        raise ConfigError(
+            f"invalid configuration ({len(problems)} problem(s)): " + "; ".join(problems),
+            problems,
+        ) from None
+
+
+def load_settings(cli_path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, merge and validate the configuration. Raise ConfigError on any problem."""
+    environ = os.environ if env is None else env
+    path = resolve_config_path(cli_path, environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found (see docs/configuration.md)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err.__class__.__name__}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    return parse_settings(raw, environ)

@@ -1,0 +1,42 @@
+"""The source guard: refuse to sync from a tree that looks unmounted, empty or wrong.
+
+``rclone sync`` mirrors deletions, and it has no guard against an existing but empty source
+(rclone#1032): an unmounted ``/var/mnt/storage`` is an empty directory, and syncing it would
+delete the whole backup. These checks run before any credential is requested.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ghost_backup.errors import SourceRefused
+from ghost_backup.settings import SourceSettings
+
+
+def check_source(settings: SourceSettings) -> None:
+    """Raise SourceRefused unless the source is a readable, non-empty (mounted) directory."""
+    path: Path = settings.path
+    if not path.exists():
+        raise SourceRefused(f"source {path} does not exist; nothing synced, nothing deleted")
+    if path.is_symlink() or not path.is_dir():
+        raise SourceRefused(f"source {path} is not a directory")
+    if settings.require_mountpoint and not os.path.ismount(path):
+        raise SourceRefused(
+            f"source {path} is not a mount point (data disk not mounted?); refusing to sync "
+            "an empty directory over the backup (set source.require_mountpoint = false if "
+            "the data really lives on the root filesystem)"
+        )
+    try:
+        with os.scandir(path) as entries:
+            empty = next(entries, None) is None
+    except OSError as err:
+        raise SourceRefused(f"cannot list source {path}: {err.strerror}") from None
+    if empty:
+        raise SourceRefused(
+            f"source {path} is empty; refusing to sync (it would delete the whole backup)"
+        )
+    if settings.sentinel is not None and not (path / settings.sentinel).is_file():
+        raise SourceRefused(
+            f"sentinel file {settings.sentinel} missing in source {path}; refusing to sync"
+        )

@@ -1,0 +1,202 @@
+"""The supervisor: run rclone as a child, stream its output, forward signals, detect stalls.
+
+This is the only module that starts processes. The child gets an argv list (no shell), a
+closed stdin, its own process group, and one pipe for stdout and stderr, so its JSON lines
+reach our parser even when our own stderr is the journal (rclone would otherwise switch to
+native journald output and bypass us).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from ghost_backup.errors import RcloneFailed, Terminated
+from ghost_backup.progress import LogEvent, Stats, parse_line
+
+log = logging.getLogger(__name__)
+
+_READ_SIZE = 1 << 16
+
+
+class StopRequest:
+    """Turns SIGTERM/SIGINT into an orderly stop.
+
+    Outside a child's life a signal raises :class:`Terminated` at once (nothing to wait
+    for); while a child runs, or while cleanup runs, the signal is only recorded, and the
+    supervisor forwards it.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._defer = 0
+
+    def handler(self, signum: int, _frame: FrameType | None) -> None:
+        """Signal handler: record the signal; raise Terminated unless deferred."""
+        first = self.signum is None
+        self.signum = signum
+        if self._defer == 0 and first:
+            raise Terminated(f"received {signal.Signals(signum).name}; stopping")
+
+    def install(self) -> None:
+        """Install the handler for SIGTERM and SIGINT."""
+        signal.signal(signal.SIGTERM, self.handler)
+        signal.signal(signal.SIGINT, self.handler)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Within this block, signals are recorded but never raise."""
+        self._defer += 1
+        try:
+            yield
+        finally:
+            self._defer -= 1
+
+    @property
+    def requested(self) -> bool:
+        """Return True once SIGTERM/SIGINT has arrived."""
+        return self.signum is not None
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    """How the child ended."""
+
+    returncode: int
+    terminated: bool
+    stalled: bool
+    last_stats: Stats | None
+    max_delete_hit: bool
+    duration_seconds: float
+
+
+def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
+
+
+def run_child(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    on_event: Callable[[LogEvent], None],
+    on_started: Callable[[int], None],
+    on_tick: Callable[[], None],
+    stop: StopRequest,
+    tick_seconds: float,
+    stall_timeout_seconds: float,
+    term_timeout_seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> ChildResult:
+    """Run ``argv`` with ``env``, feeding each output line to ``on_event`` as it arrives.
+
+    ``on_started`` gets the child's pid; ``on_tick`` runs at least every ``tick_seconds``
+    (watchdog pings, status). On a stop request the child's process group gets SIGTERM,
+    then SIGKILL after ``term_timeout_seconds``; the same happens when its progress figures
+    stop changing for ``stall_timeout_seconds``. Raise RcloneFailed if it cannot start.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = subprocess.Popen(  # argv list, no shell; env from an allowlist
+            list(argv),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as err:
+        os.close(read_fd)
+        raise RcloneFailed(f"cannot start rclone ({argv[0]}): {err.strerror}") from None
+    finally:
+        os.close(write_fd)
+
+    started = clock()
+    on_started(proc.pid)
+    last_stats: Stats | None = None
+    last_activity_at = started
+    last_activity: tuple[int, ...] = ()
+    kill_at: float | None = None
+    terminated = stalled = max_delete_hit = False
+    pending = b""
+    selector = selectors.DefaultSelector()
+    selector.register(read_fd, selectors.EVENT_READ)
+    open_pipe = True
+
+    def handle(raw: bytes) -> None:
+        nonlocal last_stats, last_activity_at, last_activity, max_delete_hit
+        event = parse_line(raw.decode("utf-8", "replace"))
+        if event.stats is not None:
+            last_stats = event.stats
+            if event.stats.activity != last_activity:
+                last_activity = event.stats.activity
+                last_activity_at = clock()
+        elif event.object is not None:
+            last_activity_at = clock()
+        if event.priority <= 3 and "max-delete" in event.message.replace(" ", "-").lower():
+            max_delete_hit = True
+        on_event(event)
+
+    try:
+        while True:
+            now = clock()
+            if stop.requested and not terminated and kill_at is None:
+                terminated = True
+                log.warning("stopping rclone (pid %d) after %s", proc.pid,
+                            signal.Signals(stop.signum or signal.SIGTERM).name)
+                _signal_group(proc, signal.SIGTERM)
+                kill_at = now + term_timeout_seconds
+            elif (not stalled and kill_at is None
+                  and now - last_activity_at > stall_timeout_seconds):
+                stalled = True
+                log.error("rclone made no progress for %ds; stopping it", stall_timeout_seconds)
+                _signal_group(proc, signal.SIGTERM)
+                kill_at = now + term_timeout_seconds
+            if kill_at is not None and now >= kill_at and proc.poll() is None:
+                log.error("rclone did not exit within %ds of SIGTERM; killing it",
+                          term_timeout_seconds)
+                _signal_group(proc, signal.SIGKILL)
+                kill_at = float("inf")
+            on_tick()
+            if open_pipe:
+                for _key, _mask in selector.select(timeout=tick_seconds):
+                    chunk = os.read(read_fd, _READ_SIZE)
+                    if not chunk:
+                        open_pipe = False
+                        selector.unregister(read_fd)
+                        break
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for raw in lines:
+                        if raw:
+                            handle(raw)
+            elif proc.poll() is not None:
+                break
+            else:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=min(tick_seconds, 0.2))
+        if pending.strip():
+            handle(pending)
+    finally:
+        if proc.poll() is None:  # an exception escaped the loop: never leave rclone behind
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        selector.close()
+        os.close(read_fd)
+    return ChildResult(
+        returncode=proc.returncode,
+        terminated=terminated,
+        stalled=stalled,
+        last_stats=last_stats,
+        max_delete_hit=max_delete_hit,
+        duration_seconds=clock() - started,
+    )
