@@ -1,0 +1,44 @@
+"""`ghost-backup run` end to end: real rclone, real loopback S3 with signature checks,
+the dev credential proxy, a tmpfs runtime dir. Every test searches for its canary keys."""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+from tests.helpers import Stack, find_canaries
+
+
+def _same_tree(src: Path, dst: Path, *, exclude: tuple[str, ...] = ()) -> bool:
+    left = sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file())
+    left = [p for p in left if not any(p.match(e) for e in exclude)]
+    right = sorted(p.relative_to(dst) for p in dst.rglob("*") if p.is_file())
+    if left != right:
+        return False
+    return all(filecmp.cmp(src / p, dst / p, shallow=False) for p in left)
+
+
+def _assert_clean(stack: Stack, *texts: str) -> None:
+    assert find_canaries(stack.secrets, texts=texts,
+                         dirs=[stack.tmp, stack.runtime_dir.parent]) == []
+
+
+def test_run_syncs_tree_byte_identical_then_nothing_then_deletes(filled_stack: Stack) -> None:
+    stack = filled_stack
+    first = stack.run("run")
+    assert first.returncode == 0, first.stderr
+    assert _same_tree(stack.source, stack.bucket_dir)
+    assert "summary: " in first.stderr and "300 files" in first.stderr
+
+    second = stack.run("run")
+    assert second.returncode == 0, second.stderr
+    assert "transferred in 0 files" in second.stderr
+
+    victim = next(stack.source.rglob("*.dat"))
+    victim.unlink()
+    third = stack.run("run")
+    assert third.returncode == 0, third.stderr
+    assert not (stack.bucket_dir / victim.relative_to(stack.source)).exists()
+    assert _same_tree(stack.source, stack.bucket_dir)
+    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    _assert_clean(stack, first.stderr, second.stderr, third.stderr, first.stdout)
