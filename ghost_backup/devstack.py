@@ -87,7 +87,7 @@ def start_s3_server(
         # rclone reads list flags from the environment as CSV: quote the pair.
         "RCLONE_AUTH_KEY": f'"{access_key_id},{secret_access_key}"',
     }
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    log = log_path.open("ab") if log_path else subprocess.DEVNULL
     try:
         proc = subprocess.Popen(
             [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--config", "/dev/null",

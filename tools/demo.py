@@ -28,7 +28,8 @@ def make_sample_tree(root: Path, files: int = 120) -> None:
     (root / "ghost-compose" / "docker-compose.yml").write_text("services:\n  ghost: {}\n")
     (root / "ghost-compose" / ".env.production").write_text("DB_PASSWORD=not-for-backup\n")
     for i in range(files):
-        sub = root / "ghost" / "content" / ("images" if i % 3 else "files") / f"2026-{i % 12 + 1:02d}"
+        kind = "images" if i % 3 else "files"
+        sub = root / "ghost" / "content" / kind / f"2026-{i % 12 + 1:02d}"
         sub.mkdir(parents=True, exist_ok=True)
         (sub / f"item-{i:04d}.bin").write_bytes(rnd.randbytes(rnd.randint(200, 40_000)))
     (root / "mysql").mkdir()

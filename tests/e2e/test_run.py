@@ -28,7 +28,8 @@ def test_run_syncs_tree_byte_identical_then_nothing_then_deletes(filled_stack: S
     first = stack.run("run")
     assert first.returncode == 0, first.stderr
     assert _same_tree(stack.source, stack.bucket_dir)
-    assert "summary: " in first.stderr and "300 files" in first.stderr
+    assert "summary: " in first.stderr
+    assert "300 files" in first.stderr
 
     second = stack.run("run")
     assert second.returncode == 0, second.stderr
