@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     PROXY_DENIED = 77
     CONFIG = 78
     DELETE_GUARD = 79
+    KEYS_ON_HOST = 80
     TERMINATED = 143
 
 
