@@ -131,7 +131,7 @@ def _sync(
     tick = 1.0 if deps.watchdog_seconds is None else min(1.0, deps.watchdog_seconds / 2)
     # While rclone lives, SIGTERM is forwarded to it (and waited for), never raised here.
     with deps.stop.deferred():
-        return run_child(
+        result = run_child(
             argv,
             env,
             on_event=on_event,
@@ -143,6 +143,9 @@ def _sync(
             term_timeout_seconds=settings.rclone.term_timeout_seconds,
             clock=deps.monotonic,
         )
+    if result.last_stats is not None:  # the last figures win, however short the run
+        status.update(format_progress(result.last_stats), force=True)
+    return result
 
 
 def run_backup(settings: Settings, deps: Deps) -> RunReport:

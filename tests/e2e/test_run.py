@@ -43,3 +43,51 @@ def test_run_syncs_tree_byte_identical_then_nothing_then_deletes(filled_stack: S
     assert _same_tree(stack.source, stack.bucket_dir)
     assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
     _assert_clean(stack, first.stderr, second.stderr, third.stderr, first.stdout)
+
+
+def test_exclude_keeps_compose_secrets_out_of_the_bucket(filled_stack: Stack) -> None:
+    stack = filled_stack
+    compose = stack.source / "ghost-compose"
+    compose.mkdir()
+    (compose / "docker-compose.yml").write_text("services: {}\n")
+    (compose / ".env.production").write_text("DB_PASSWORD=x\n")
+    result = stack.run("run")
+    assert result.returncode == 0, result.stderr
+    assert (stack.bucket_dir / "ghost-compose" / "docker-compose.yml").exists()
+    assert not (stack.bucket_dir / "ghost-compose" / ".env.production").exists()
+    _assert_clean(stack, result.stderr)
+
+
+def test_wrong_keys_from_the_proxy_fail_the_run_clearly(filled_stack: Stack) -> None:
+    stack = filled_stack
+    stack.proxy.state.mode = "wrong-keys"
+    stack.overrides["rclone"] = {"extra_args": ["--retries", "1", "--low-level-retries", "1"]}
+    result = stack.run("run")
+    assert result.returncode == 1, result.stderr
+    assert "backup run" in result.stderr
+    assert "failed: rclone" in result.stderr
+    assert "SignatureDoesNotMatch" in result.stderr or "403" in result.stderr
+    assert list(stack.bucket_dir.iterdir()) == []
+    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    _assert_clean(stack, result.stderr)
+
+
+def test_runtime_dir_on_persistent_disk_is_refused_before_any_secret(filled_stack: Stack) -> None:
+    stack = filled_stack
+    stack.runtime_dir = stack.tmp / "not-tmpfs"
+    result = stack.run("run")
+    assert result.returncode == 73, result.stderr
+    assert "not on tmpfs" in result.stderr
+    assert stack.proxy.state.requests == []
+    assert "rclone started" not in result.stderr
+    assert list(stack.bucket_dir.iterdir()) == []
+
+
+def test_runtime_dir_with_loose_mode_is_refused(filled_stack: Stack) -> None:
+    stack = filled_stack
+    stack.runtime_dir.mkdir(mode=0o755)
+    stack.runtime_dir.chmod(0o755)
+    result = stack.run("run")
+    assert result.returncode == 73, result.stderr
+    assert "0700" in result.stderr
+    assert stack.proxy.state.requests == []
