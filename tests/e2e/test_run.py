@@ -91,3 +91,18 @@ def test_runtime_dir_with_loose_mode_is_refused(filled_stack: Stack) -> None:
     assert result.returncode == 73, result.stderr
     assert "0700" in result.stderr
     assert stack.proxy.state.requests == []
+
+
+def test_each_run_makes_one_traceable_credential_request(filled_stack: Stack) -> None:
+    stack = filled_stack
+    result = stack.run("run")
+    assert result.returncode == 0, result.stderr
+    (request,) = stack.proxy.state.requests
+    run_id = request["request_id"]
+    assert request["user_agent"].startswith("ghost-backup/")
+    audit = [line for line in result.stderr.splitlines() if "credentials received" in line]
+    assert len(audit) == 1
+    assert f"run_id={run_id}" in audit[0]
+    assert "provider=r2-backup" in audit[0]
+    assert "requested_at=" in audit[0]
+    assert "expires_at=" in audit[0]
