@@ -10,13 +10,14 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
 
 from ghost_backup import __version__
+from ghost_backup.errors import ExitCode
 from ghost_backup.logs import Redactor
 from ghost_backup.settings import AlertSettings
 
@@ -67,6 +68,36 @@ def build_webhook_body(event: AlertEvent, host: str) -> dict[str, Any]:
         "message": event.message,
         "summary": event.summary,
     }
+
+
+def build_unit_failure_event(unit: str, env: Mapping[str, str]) -> AlertEvent:
+    """Given a failed unit's name and the ``MONITOR_*`` variables systemd (>= 251) gives an
+    ``OnFailure=`` handler, return the alert event describing the failure.
+
+    The run's own alert already went out when the supervisor could send it; this one also
+    covers what it could not report (watchdog, ``RuntimeMaxSec=``, OOM kill, a crash).
+    """
+    result = env.get("MONITOR_SERVICE_RESULT") or "unknown"
+    how = env.get("MONITOR_EXIT_CODE") or "unknown"
+    status = env.get("MONITOR_EXIT_STATUS") or "unknown"
+    invocation = env.get("MONITOR_INVOCATION_ID") or ""
+    if how == "exited" and status.isdigit():
+        code = int(status)
+        known = {int(c): c.name.lower() for c in ExitCode}.get(code, "unknown exit code")
+        ended = f"exit status {code} ({known}, see docs/exit-codes.md)"
+    else:
+        code = 1
+        ended = f"{how} {status}"
+    where = f"journalctl -u {unit}" + (f" _SYSTEMD_INVOCATION_ID={invocation}" if invocation
+                                       else "")
+    return AlertEvent(
+        run_id=invocation or "unknown",
+        outcome="unit-failed",
+        exit_code=code or 1,
+        message=f"{unit} failed: result {result}, {ended}; details: {where}",
+        summary={"unit": unit, "result": result, "exit_code": how, "exit_status": status,
+                 "invocation_id": invocation},
+    )
 
 
 class HttpAlerts:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ghost_backup import __version__
-from ghost_backup.alerts import HttpAlerts
+from ghost_backup.alerts import HttpAlerts, build_unit_failure_event
 from ghost_backup.credentials import new_session
 from ghost_backup.errors import ConfigError, ExitCode, GhostBackupError, UsageError
 from ghost_backup.logs import Redactor, setup_logging, stderr_is_journal
@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("run", help="run one backup now (what the timer starts)")
+    alert = sub.add_parser("alert", help="report a failed unit to the alert channels "
+                                         "(ghost-backup-alert@.service, OnFailure=)")
+    alert.add_argument("--unit", required=True, help="the failed unit's name")
     proxy = sub.add_parser("dev-proxy", help="serve a loopback credential proxy (tests, demo)")
     proxy.add_argument("--host", default="127.0.0.1")
     proxy.add_argument("--port", type=int, default=8080)
@@ -77,6 +80,15 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     )
     report = run_backup(settings, deps)
     return int(report.exit_code)
+
+
+def _cmd_alert(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    event = build_unit_failure_event(args.unit, env)
+    # The journal first: it is the channel of last resort, even if the config is broken.
+    log.critical("%s", event.message)
+    settings = load_settings(args.config, env)
+    HttpAlerts(settings.alerts, new_session(), _REDACTOR).finish(event)
+    return 0
 
 
 def _cmd_dev_proxy(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -115,7 +127,7 @@ def _cmd_dev_proxy(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 _REDACTOR = Redactor()
-_COMMANDS = {"run": _cmd_run, "dev-proxy": _cmd_dev_proxy}
+_COMMANDS = {"run": _cmd_run, "alert": _cmd_alert, "dev-proxy": _cmd_dev_proxy}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
