@@ -11,12 +11,14 @@ import json
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+import urllib3
 from pydantic import BaseModel, ConfigDict, SecretStr
 from tenacity import (
     RetryCallState,
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"ghost-backup/{__version__}"
 # Unix seconds beyond this are milliseconds or nonsense; refuse rather than guess.
 _MAX_UNIX_SECONDS = 32503680000  # year 3000
+_MAX_BACKOFF_SECONDS = 8.0
 
 
 class Credentials(BaseModel):
@@ -190,14 +193,31 @@ def parse_retry_after(value: str | None, *, cap: float) -> float | None:
     return min(seconds, cap)
 
 
-def _read_capped(response: requests.Response, limit: int) -> bytes:
+def _read_capped(response: requests.Response, limit: int, deadline: float) -> bytes:
+    """Stream the body: refuse it past ``limit`` bytes, give up past ``deadline``.
+
+    The read timeout only bounds each socket read; a body trickling in just faster than
+    that would otherwise hold the run for as long as the sender likes.
+    """
+    too_big = CredentialsInvalid(f"credential answer is larger than {limit} bytes; refusing")
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(chunk_size=8192):
-        size += len(chunk)
-        if size > limit:
-            raise CredentialsInvalid(f"credential answer is larger than {limit} bytes; refusing")
-        chunks.append(chunk)
+    try:
+        # read1 returns whatever has arrived, so the deadline is checked as bytes trickle in.
+        while chunk := response.raw.read1(8192):
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            if time.monotonic() > deadline:
+                raise requests.Timeout("credential answer arrived too slowly")
+            chunks.append(chunk)
+    except urllib3.exceptions.TimeoutError:
+        raise requests.ReadTimeout("credential answer stopped arriving") from None
+    except urllib3.exceptions.HTTPError as err:
+        raise requests.ConnectionError(type(err).__name__) from None
     return b"".join(chunks)
 
 
@@ -212,9 +232,12 @@ def _get_once(
         "User-Agent": USER_AGENT,
         "X-Request-ID": run_id,
         "Accept": "application/json",
+        # No compression: the size cap then bounds what is held in memory, byte for byte.
+        "Accept-Encoding": "identity",
         "Cache-Control": "no-store",
     }
     timeout = (settings.connect_timeout_seconds, settings.timeout_seconds)
+    deadline = time.monotonic() + settings.connect_timeout_seconds + settings.timeout_seconds
     try:
         with session.get(
             url, headers=headers, timeout=timeout, stream=True, allow_redirects=False
@@ -241,7 +264,7 @@ def _get_once(
                 raise CredentialsInvalid(
                     f"credential answer has content type {ctype[:40]!r}, not JSON"
                 )
-            return _read_capped(response, settings.max_body_bytes)
+            return _read_capped(response, settings.max_body_bytes, deadline)
     except (requests.ConnectionError, requests.Timeout) as err:
         # ReadTimeout while streaming surfaces as ConnectionError too; both can heal.
         raise _Retryable(type(err).__name__) from None
@@ -268,7 +291,8 @@ def fetch_credentials(
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.retry_after is not None:
             return float(exc.retry_after)
-        base = min(0.5 * 2.0 ** (state.attempt_number - 1), 8.0)
+        base = min(settings.backoff_initial_seconds * 2.0 ** (state.attempt_number - 1),
+                   _MAX_BACKOFF_SECONDS)
         return base + random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
 
     def before_sleep(state: RetryCallState) -> None:

@@ -15,6 +15,8 @@ behaviour; ``GET /_control/requests`` lists every credential request seen (time,
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -28,9 +30,11 @@ ok                      the contract: 200 with keys valid for --ttl seconds
 status:<code>           answer with that HTTP status (401, 403, 404, 500, 503, ...)
 fail-then-ok:<n>        answer 500 n times, then behave like ok
 retry-after:<secs>      answer 429 with Retry-After: <secs>, then ok
+throttled:<secs>        answer 429 with Retry-After: <secs>, forever
+reset                   accept the connection, then reset it (RST, no answer)
 hang                    accept the connection, never answer
 slow-headers:<secs>     wait <secs> before answering ok
-trickle                 send headers, then a byte every 2 s
+trickle[:<secs>]        send headers, then a byte every <secs> (default 2) s
 html                    200 with an HTML page
 invalid-json            200 with broken JSON
 array | string          200 with a JSON array / a JSON string
@@ -47,9 +51,11 @@ too-far                 expires_at in 30 days
 unparseable-expiry      expires_at is "next tuesday"
 naive-expiry            expires_at has no timezone
 unix-expiry             expires_at as integer Unix seconds (valid)
-huge                    a 64 MiB body
+huge                    a 1 GiB body, streamed (the client must stop reading early)
 aembit-unknown          Aembit Edge shape with credentialType Unknown
 wrong-keys              valid shape, keys the S3 endpoint does not know
+
+Connect timeouts need no mode: see Blackhole (a listener whose backlog is full).
 """
 
 
@@ -143,6 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
             mode = state.mode
             state.requests.append({
                 "time": now.isoformat(timespec="milliseconds"),
+                "monotonic": time.monotonic(),
                 "path": self.path,
                 "request_id": self.headers.get("X-Request-ID"),
                 "user_agent": self.headers.get("User-Agent"),
@@ -168,6 +175,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(429, {"error": "slow down"}, headers={"Retry-After": arg or "1"})
             else:
                 self._json(200, good)
+        elif kind == "throttled":
+            self._json(429, {"error": "slow down"}, headers={"Retry-After": arg or "1"})
+        elif kind == "reset":
+            # SO_LINGER with a zero timeout turns close() into a RST.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
         elif kind == "hang":
             time.sleep(3600)
         elif kind == "slow-headers":
@@ -179,10 +194,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            for byte in body:
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
-                time.sleep(2)
+            try:
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(float(arg or 2))
+            except OSError:
+                return
         elif kind == "html":
             self._send(200, b"<html><body>Login required</body></html>", "text/html")
         elif kind == "invalid-json":
@@ -213,10 +231,11 @@ class _Handler(BaseHTTPRequestHandler):
             chunk = b" " * (1 << 20)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(64 * len(chunk)))
+            if arg != "chunked":
+                self.send_header("Content-Length", str(1024 * len(chunk)))
             self.end_headers()
             try:
-                for _ in range(64):
+                for _ in range(1024):
                     self.wfile.write(chunk)
             except OSError:
                 return
@@ -248,7 +267,9 @@ class DevProxy:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.state = state
         self._server = _Server((host, port), state, clock)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval makes stop() quick (shutdown waits for one poll).
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
 
     @property
     def port(self) -> int:
@@ -277,3 +298,34 @@ class DevProxy:
         """Stop serving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
+
+
+class Blackhole:
+    """A loopback listener that never completes a handshake: connecting to it times out.
+
+    Its accept queue is filled at once and never drained; Linux then drops further SYNs
+    (tcp_conn_request: listen overflow), so a client sees a connect timeout, the way an
+    agent that is up but wedged, or a firewall that drops packets, looks from outside.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(0)
+        self._fillers: list[socket.socket] = []
+        for _ in range(4):  # backlog 0 still queues one; a few more fill the SYN queue
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(self._listener.getsockname())
+            self._fillers.append(filler)
+        time.sleep(0.2)
+
+    @property
+    def url(self) -> str:
+        """Return a credential URL pointing at the black hole."""
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/credentials/r2-backup"
+
+    def close(self) -> None:
+        """Close every socket."""
+        for sock in [*self._fillers, self._listener]:
+            sock.close()

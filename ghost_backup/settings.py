@@ -209,7 +209,22 @@ class CredentialsSettings(_Section):
         4, ge=1, le=10, description="Attempts for failures that can heal (refused, 5xx, 429)."
     )
     max_total_seconds: float = Field(
-        45.0, gt=0, le=600, description="Upper bound on the whole fetch, retries included."
+        30.0,
+        gt=0,
+        le=600,
+        description=(
+            "No new attempt starts after this many seconds; with the default timeouts a fetch "
+            "gives up well within a minute."
+        ),
+    )
+    backoff_initial_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        description=(
+            "First wait between attempts; it doubles each time (capped at 8 s) plus random "
+            "jitter. A `Retry-After` from the proxy overrides it."
+        ),
     )
     max_body_bytes: int = Field(
         65536, ge=1024, le=10_485_760, description="Largest credential answer accepted."
@@ -286,12 +301,23 @@ class RcloneSettings(_Section):
     )
     stall_timeout_seconds: int = Field(
         900,
-        ge=30,
-        description="Kill rclone if its progress figures do not change for this long.",
+        ge=1,
+        description=(
+            "Kill rclone if its progress figures do not change for this long. Must be more "
+            "than twice `stats_interval_seconds` (progress arrives only that often)."
+        ),
     )
     term_timeout_seconds: int = Field(
         20, ge=1, le=600, description="Wait this long for rclone after SIGTERM, then SIGKILL."
     )
+
+    @model_validator(mode="after")
+    def _stall_after_stats(self) -> RcloneSettings:
+        if self.stall_timeout_seconds <= 2 * self.stats_interval_seconds:
+            raise ValueError(
+                "stall_timeout_seconds must be more than twice stats_interval_seconds"
+            )
+        return self
 
     @field_validator("extra_args")
     @classmethod

@@ -12,6 +12,7 @@ import pytest
 from ghost_backup.devproxy import DevProxy, ProxyState
 from ghost_backup.devstack import canary_keys, start_s3_server
 from tests.helpers import BUCKET, RCLONE, Stack, make_tree
+from tests.receiver import AlertReceiver
 
 
 @pytest.fixture
@@ -28,13 +29,15 @@ def stack(tmp_path: Path, shm_dir: Path, request: pytest.FixtureRequest) -> Iter
     access, secret = canary_keys(request.node.name[:6].replace("_", "x"))
     s3 = start_s3_server(RCLONE, tmp_path / "s3", access, secret, log_path=tmp_path / "s3.log")
     proxy = DevProxy(ProxyState(access, secret, ttl_seconds=1800)).start()
+    alerts = AlertReceiver()
     source = tmp_path / "storage"
     source.mkdir()
     try:
         s3.bucket_dir(BUCKET)
         yield Stack(tmp=tmp_path, s3=s3, proxy=proxy, runtime_dir=shm_dir / "ghost",
-                    source=source)
+                    source=source, alerts=alerts)
     finally:
+        alerts.stop()
         proxy.stop()
         s3.stop()
 

@@ -3,7 +3,9 @@ config writing, running the real CLI as a child, and the canary search."""
 
 from __future__ import annotations
 
+import os
 import random
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -13,6 +15,7 @@ from typing import Any
 
 from ghost_backup.devproxy import DevProxy
 from ghost_backup.devstack import S3Server
+from tests.receiver import AlertReceiver
 
 BIN = Path(sys.executable).parent
 RCLONE = str(BIN / "rclone")
@@ -63,6 +66,7 @@ class Stack:
     proxy: DevProxy
     runtime_dir: Path
     source: Path
+    alerts: AlertReceiver
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -87,6 +91,9 @@ class Stack:
             "rclone": {"binary": RCLONE, "stats_interval_seconds": 1},
             "runtime": {"dir": str(self.runtime_dir)},
             "state": {"dir": str(self.tmp / "state")},
+            "alerts": {"healthcheck_url": self.alerts.healthcheck_url,
+                       "webhook_url": self.alerts.webhook_url,
+                       "timeout_seconds": 2, "attempts": 2},
         }
         for section, values in self.overrides.items():
             data.setdefault(section, {}).update(values)
@@ -106,12 +113,23 @@ class Stack:
 
     def run(self, *args: str, env: Mapping[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run ``ghost-backup --config <cfg> <args>`` and return the finished process."""
+        """Run ``ghost-backup --config <cfg> <args>`` and return the finished process.
+
+        Its stderr is a file announced in ``JOURNAL_STREAM``, so lines carry the ``<N>``
+        priority prefixes they would carry in the journal (see :func:`error_lines`).
+        """
         config = self.write_config()
-        return subprocess.run(
-            [GHOST_BACKUP, "--config", str(config), *args],
-            env=self.env(env), capture_output=True, text=True, timeout=timeout, check=False,
-        )
+        journal = self.tmp / f"journal-{len(list(self.tmp.glob('journal-*')))}.log"
+        with journal.open("w+") as err:
+            st = os.fstat(err.fileno())
+            extra = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}", **(env or {})}
+            done = subprocess.run(
+                [GHOST_BACKUP, "--config", str(config), *args], env=self.env(extra),
+                stdout=subprocess.PIPE, stderr=err, text=True, timeout=timeout, check=False,
+            )
+            err.seek(0)
+            done.stderr = err.read()
+        return done
 
     def popen(self, *args: str, env: Mapping[str, str] | None = None
               ) -> subprocess.Popen[str]:
@@ -121,6 +139,19 @@ class Stack:
             [GHOST_BACKUP, "--config", str(config), *args],
             env=self.env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
+
+
+_PRIORITY_RE = re.compile(r"^<([0-7])>")
+
+
+def error_lines(journal_text: str) -> list[str]:
+    """Return the lines logged at priority err (3) or more severe."""
+    lines = []
+    for line in journal_text.splitlines():
+        match = _PRIORITY_RE.match(line)
+        if match and int(match.group(1)) <= 3:
+            lines.append(line)
+    return lines
 
 
 def find_canaries(secrets: Iterable[str], *, texts: Iterable[str] = (),

@@ -1,7 +1,11 @@
-"""A loopback HTTP receiver for alert tests: records every request (method, path, body)."""
+"""A loopback HTTP receiver for alert tests: records every request (method, path, body).
+
+It stands in for healthchecks.io and a webhook endpoint; ``answer_with`` makes it fail.
+"""
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +20,10 @@ class Received:
     path: str
     body: str
 
+    def json(self) -> Any:
+        """Return the body parsed as JSON."""
+        return json.loads(self.body)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
@@ -29,7 +37,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode("utf-8", "replace")
         with self.server.lock:
             self.server.received.append(Received(self.command, self.path, body))
-        self.send_response(200)
+        self.send_response(self.server.status)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -43,6 +51,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.received: list[Received] = []
         self.lock = threading.Lock()
+        self.status = 200
 
 
 class AlertReceiver:
@@ -50,7 +59,9 @@ class AlertReceiver:
 
     def __init__(self) -> None:
         self._server = _Server()
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval makes stop() quick (shutdown waits for one poll).
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
         self._thread.start()
 
     @property
@@ -59,10 +70,36 @@ class AlertReceiver:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
+    def healthcheck_url(self) -> str:
+        """Return a healthchecks.io-style ping URL on this receiver."""
+        return f"{self.url}/hc/3f1c"
+
+    @property
+    def webhook_url(self) -> str:
+        """Return a webhook URL on this receiver."""
+        return f"{self.url}/hook"
+
+    def answer_with(self, status: int) -> None:
+        """Answer every later request with ``status``."""
+        self._server.status = status
+
+    @property
     def received(self) -> list[Received]:
         """Return a copy of every request so far."""
         with self._server.lock:
             return list(self._server.received)
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """Return the webhook bodies, parsed."""
+        return [r.json() for r in self.received if r.path == "/hook"]
+
+    def pings(self) -> list[Received]:
+        """Return the healthcheck pings."""
+        return [r for r in self.received if r.path.startswith("/hc/")]
+
+    def bodies(self) -> list[str]:
+        """Return every body (for the canary search)."""
+        return [r.body for r in self.received]
 
     def stop(self) -> None:
         """Stop serving."""
