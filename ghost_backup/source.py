@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ghost_backup.errors import SourceRefused
+from ghost_backup.errors import SourceRefused, UsageError
 from ghost_backup.settings import SourceSettings
 
 
@@ -40,3 +40,32 @@ def check_source(settings: SourceSettings) -> None:
         raise SourceRefused(
             f"sentinel file {settings.sentinel} missing in source {path}; refusing to sync"
         )
+
+
+def check_restore_target(target: Path, source: SourceSettings, *, force: bool) -> Path:
+    """Return the resolved restore target; raise UsageError if restoring there is unsafe.
+
+    Refused without ``force``: the live source path, anything inside it or containing it
+    (a restore would overwrite the data being served), and a directory that is not empty
+    (a restore would mix with unknown files). A path that exists but is not a directory is
+    always refused.
+    """
+    resolved = target.resolve()
+    live = source.path.resolve()
+    if resolved.exists() and not resolved.is_dir():
+        raise UsageError(f"restore target {resolved} exists and is not a directory")
+    overlaps = resolved == live or live in resolved.parents or resolved in live.parents
+    if overlaps and not force:
+        raise UsageError(
+            f"refusing to restore into {resolved}: it overlaps the live source {live}; "
+            "restore elsewhere and move files, or pass --force to overwrite live data "
+            "(files are added and overwritten, never deleted)"
+        )
+    if resolved.is_dir() and not force:
+        with os.scandir(resolved) as entries:
+            if next(entries, None) is not None:
+                raise UsageError(
+                    f"restore target {resolved} is not empty; restore into an empty or new "
+                    "directory, or pass --force (files are overwritten, never deleted)"
+                )
+    return resolved

@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from ghost_backup.errors import RcloneFailed, Terminated
@@ -199,4 +200,45 @@ def run_child(
         last_stats=last_stats,
         max_delete_hit=max_delete_hit,
         duration_seconds=clock() - started,
+    )
+
+
+@dataclass(frozen=True)
+class Captured:
+    """The result of a short rclone call whose output we read whole."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_captured(
+    argv: Sequence[str], env: Mapping[str, str], *, timeout_seconds: float
+) -> Captured:
+    """Run a short command (``rclone version``, ``rclone lsf``) and return its output.
+
+    Same discipline as :func:`run_child`: argv list, no shell, closed stdin, an allowlisted
+    environment. Raise RcloneFailed if it cannot start or does not finish in time (it is
+    killed then).
+    """
+    try:
+        proc = subprocess.run(  # argv list, no shell; env from an allowlist
+            list(argv),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout_seconds,
+            check=False,
+            close_fds=True,
+        )
+    except subprocess.TimeoutExpired:
+        raise RcloneFailed(
+            f"{Path(argv[0]).name} {argv[1]} did not finish within {timeout_seconds:.0f}s"
+        ) from None
+    except OSError as err:
+        raise RcloneFailed(f"cannot start rclone ({argv[0]}): {err.strerror}") from None
+    return Captured(
+        returncode=proc.returncode,
+        stdout=proc.stdout.decode("utf-8", "replace"),
+        stderr=proc.stderr.decode("utf-8", "replace"),
     )
