@@ -131,7 +131,7 @@ def test_select_archive_accepts_dates_prefixes_and_run_ids(wanted: str, expected
 @pytest.mark.parametrize(("wanted", "message"), [
     ("2026-11-25", "matches 2 archive folders"),
     ("2025-01-01", "no archive folder matches"),
-    ("", "matches 3 archive folders"),
+    ("", "no archive folder matches"),
 ])
 def test_select_archive_refuses_ambiguous_or_unknown_dates(wanted: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
