@@ -121,6 +121,17 @@ def _secret_field(payload: Mapping[str, Any], name: str, *, required: bool) -> S
     return SecretStr(value)
 
 
+def parse_secret_field(
+    payload: Mapping[str, Any], name: str, *, required: bool
+) -> SecretStr | None:
+    """Given a decoded answer, return field ``name`` as a secret (None if optional and absent).
+
+    Raise CredentialsInvalid if it is missing, not a string, empty, a placeholder such as
+    ``"null"``, or padded with whitespace or control characters.
+    """
+    return _secret_field(payload, name, required=required)
+
+
 def check_lifetime(
     expires_at: datetime, *, now: datetime, settings: CredentialsSettings
 ) -> timedelta:
@@ -143,41 +154,115 @@ def check_lifetime(
     return remaining
 
 
-def parse_credentials(
-    body: bytes, *, now: datetime, settings: CredentialsSettings
-) -> Credentials:
-    """Given the proxy's answer body, return validated credentials.
+def parse_json_object(body: bytes, *, what: str = "credential answer") -> dict[str, Any]:
+    """Given a body, return it decoded as a JSON object; raise CredentialsInvalid otherwise.
 
-    The body must be a JSON object with non-empty string ``access_key_id`` and
-    ``secret_access_key``, an ``expires_at`` inside the accepted window and, optionally, a
-    ``session_token``. Raise CredentialsInvalid (never quoting the body) otherwise.
+    The error never quotes the body: it may hold a key.
     """
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CredentialsInvalid("credential answer is not valid JSON") from None
+        raise CredentialsInvalid(f"{what} is not valid JSON") from None
     if not isinstance(payload, dict):
+        raise CredentialsInvalid(f"{what} is a JSON {type(payload).__name__}, not an object")
+    return payload
+
+
+def build_credentials(
+    *,
+    access_key_id: SecretStr | None,
+    secret_access_key: SecretStr | None,
+    session_token: SecretStr | None,
+    expires_at: datetime,
+    now: datetime,
+    settings: CredentialsSettings,
+) -> Credentials:
+    """Return validated credentials after the shared lifetime check (every source ends here).
+
+    Raise CredentialsInvalid if a key is missing or the lifetime is outside the window.
+    """
+    check_lifetime(expires_at, now=now, settings=settings)
+    if access_key_id is None or secret_access_key is None:
+        raise CredentialsInvalid("credential keys missing")
+    return Credentials(
+        access_key_id=access_key_id,
+        secret_access_key=secret_access_key,
+        session_token=session_token,
+        expires_at=expires_at,
+    )
+
+
+def parse_process_credentials(
+    payload: Mapping[str, Any], *, now: datetime, settings: CredentialsSettings
+) -> Credentials:
+    """Given an AWS ``credential_process`` object, return validated credentials.
+
+    Shape: ``{"Version": 1, "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}``.
+    A missing ``Expiration`` means long-lived keys in that protocol: refused here.
+    """
+    version = payload.get("Version", 1)
+    if version != 1 or isinstance(version, bool):
+        raise CredentialsInvalid("credential_process answer has a Version other than 1")
+    access = _secret_field(payload, "AccessKeyId", required=True)
+    secret = _secret_field(payload, "SecretAccessKey", required=True)
+    token = _secret_field(payload, "SessionToken", required=False)
+    if payload.get("Expiration") is None:
         raise CredentialsInvalid(
-            f"credential answer is a JSON {type(payload).__name__}, not an object"
+            "credential_process answer has no Expiration: long-lived keys; refusing"
         )
+    return build_credentials(
+        access_key_id=access,
+        secret_access_key=secret,
+        session_token=token,
+        expires_at=parse_expires_at(payload["Expiration"]),
+        now=now,
+        settings=settings,
+    )
+
+
+def parse_credential_object(
+    payload: Mapping[str, Any], *, now: datetime, settings: CredentialsSettings
+) -> Credentials:
+    """Given a decoded answer (ticket shape or ``credential_process`` shape), return credentials.
+
+    The ticket's shape is ``access_key_id``, ``secret_access_key``, ``expires_at`` and an
+    optional ``session_token``; the ``credential_process`` shape is recognised by its
+    ``AccessKeyId`` field. Raise CredentialsInvalid (never quoting the payload) otherwise.
+    """
     if "credentialType" in payload and "access_key_id" not in payload:
         raise CredentialsInvalid(
             f"credential answer looks like Aembit's Edge API (credentialType="
             f"{str(payload.get('credentialType'))[:32]!r}), not the http-json contract; "
             "no access policy matched or the wrong source is configured"
         )
+    if "AccessKeyId" in payload and "access_key_id" not in payload:
+        return parse_process_credentials(payload, now=now, settings=settings)
     access = _secret_field(payload, "access_key_id", required=True)
     secret = _secret_field(payload, "secret_access_key", required=True)
     token = _secret_field(payload, "session_token", required=False)
     if "expires_at" not in payload:
         raise CredentialsInvalid("credential field expires_at is missing")
-    expires_at = parse_expires_at(payload["expires_at"])
-    check_lifetime(expires_at, now=now, settings=settings)
-    if access is None or secret is None:  # unreachable: required=True raises first
-        raise CredentialsInvalid("credential keys missing")
-    return Credentials(
-        access_key_id=access, secret_access_key=secret, session_token=token, expires_at=expires_at
+    return build_credentials(
+        access_key_id=access,
+        secret_access_key=secret,
+        session_token=token,
+        expires_at=parse_expires_at(payload["expires_at"]),
+        now=now,
+        settings=settings,
     )
+
+
+def parse_credentials(
+    body: bytes, *, now: datetime, settings: CredentialsSettings
+) -> Credentials:
+    """Given the proxy's answer body, return validated credentials.
+
+    The body must be a JSON object in the ticket's shape (non-empty string ``access_key_id``
+    and ``secret_access_key``, an ``expires_at`` inside the accepted window and, optionally,
+    a ``session_token``) or in AWS's ``credential_process`` shape. Raise CredentialsInvalid
+    (never quoting the body) otherwise.
+    """
+    return parse_credential_object(parse_json_object(body), now=now, settings=settings)
 
 
 def parse_retry_after(value: str | None, *, cap: float) -> float | None:

@@ -22,11 +22,12 @@ import requests
 from ghost_backup import credentials as creds_mod
 from ghost_backup import ephemeral, metrics, rclone, state
 from ghost_backup.alerts import AlertEvent, AlertSink
+from ghost_backup.credential_sources import CredentialSource, SourceContext, build_source
 from ghost_backup.errors import ExitCode, GhostBackupError, RcloneFailed
 from ghost_backup.logs import NOTICE, Redactor, TailHandler, level_for_priority
 from ghost_backup.notify import Notifier, StatusThrottle
 from ghost_backup.progress import LogEvent, Stats, format_progress, format_summary
-from ghost_backup.settings import Settings, provider_name
+from ghost_backup.settings import Settings
 from ghost_backup.source import check_source
 from ghost_backup.supervisor import ChildResult, StopRequest, run_captured, run_child
 
@@ -161,13 +162,13 @@ def run_backup(settings: Settings, deps: Deps) -> RunReport:
     run_id = new_run_id(started_at)
     tail = TailHandler(deps.redactor)
     logging.getLogger().addHandler(tail)
-    provider = provider_name(settings.credentials.url)
+    source = build_source(settings)
     facts: dict[str, object] = {}
     try:
         deps.alerts.start(run_id)
         log.info("backup run %s starting: %s -> %s", run_id, settings.source.path,
                  rclone.remote_path(settings))
-        code, message = _run(settings, deps, run_id, provider, facts)
+        code, message = _run(settings, deps, run_id, source, facts)
     finally:
         logging.getLogger().removeHandler(tail)
     finished_at = deps.clock()
@@ -281,7 +282,8 @@ def summary_fields(report: RunReport) -> dict[str, object]:
 
 
 def _run(
-    settings: Settings, deps: Deps, run_id: str, provider: str, facts: dict[str, object]
+    settings: Settings, deps: Deps, run_id: str, source: CredentialSource,
+    facts: dict[str, object],
 ) -> tuple[ExitCode, str]:
     lock_fd: int | None = None
     run_dir: Path | None = None
@@ -296,19 +298,20 @@ def _run(
 
         requested_at = deps.clock()
         facts["requested_at"] = requested_at
-        log.log(NOTICE, "credential request: run_id=%s provider=%s requested_at=%s",
-                run_id, provider, requested_at.isoformat(timespec="seconds"))
-        credentials = creds_mod.fetch_credentials(
-            deps.session, settings.credentials, run_id=run_id, clock=deps.clock, sleep=deps.sleep
-        )
+        provider = source.provider
+        log.log(NOTICE, "credential request: run_id=%s provider=%s requested_at=%s source=%s",
+                run_id, provider, requested_at.isoformat(timespec="seconds"), source.name)
+        context = SourceContext(session=deps.session, clock=deps.clock, sleep=deps.sleep,
+                                env=deps.env, run_id=run_id, remember=deps.redactor.add)
+        credentials = source.fetch(context)
         deps.redactor.add(credentials.secret_values())
         facts["expires_at"] = credentials.expires_at
         valid_for = int((credentials.expires_at - deps.clock()).total_seconds())
         log.log(NOTICE, "credentials received: run_id=%s provider=%s requested_at=%s "
-                "expires_at=%s valid_for=%ds session_token=%s",
+                "expires_at=%s valid_for=%ds session_token=%s source=%s",
                 run_id, provider, requested_at.isoformat(timespec="seconds"),
                 credentials.expires_at.isoformat(timespec="seconds"), valid_for,
-                "yes" if credentials.session_token else "no")
+                "yes" if credentials.session_token else "no", source.name)
 
         run_dir = ephemeral.create_run_dir(settings.runtime.dir, run_id)
         result = _sync(settings, deps, credentials, run_id, run_dir)

@@ -185,18 +185,252 @@ class DestinationSettings(_Section):
         return f"https://{self.account_id}{zone}.r2.cloudflarestorage.com"
 
 
+SourceName = Literal["http-json", "aembit-edge", "cloudflare-temp", "command",
+                     "systemd-credential"]
+# A systemd credential name: one path component (systemd.exec(5), "Credentials").
+_CREDENTIAL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:-]{0,254}$")
+
+
+def _credential_name(value: str | None) -> str | None:
+    if value is not None and not _CREDENTIAL_NAME_RE.match(value):
+        raise ValueError("must be a credential name (one file name in $CREDENTIALS_DIRECTORY)")
+    return value
+
+
+def _absolute_path(value: Path | None) -> Path | None:
+    if value is not None and not value.is_absolute():
+        raise ValueError("must be an absolute path")
+    return value
+
+
+class AembitEdgeSettings(_Section):
+    """Source `aembit-edge`: Aembit's Edge API (`/edge/v1/auth`, then `/edge/v1/credentials`)."""
+
+    url: str = Field(
+        description=(
+            "Edge API base URL, `https://<tenant>.ec.<stack>.aembit.io` (plain http only on "
+            "loopback). `/edge/v1/auth` and `/edge/v1/credentials` are appended."
+        ),
+    )
+    client_id: str = Field(
+        min_length=1,
+        max_length=512,
+        description=(
+            "Aembit Trust Provider ARN sent as `clientId` "
+            "(`aembit:<stack>:<tenant>:identity:<type>:<uuid>`). An identifier, not a secret."
+        ),
+    )
+    identity_kind: Literal["none", "oidc", "github", "gitlab", "terraform"] = Field(
+        "oidc",
+        description=(
+            "How the workload's identity proof is presented: `client.<kind>.identityToken` in "
+            "both Edge API requests. `none` sends no token (attestation by other evidence)."
+        ),
+    )
+    identity_token_credential: str | None = Field(
+        "aembit-identity-token",
+        description=(
+            "Name of the file in `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`) holding "
+            "the identity token. Used unless `identity_token_file` is set."
+        ),
+    )
+    identity_token_file: Path | None = Field(
+        None,
+        description=(
+            "Absolute path of a file holding the identity token (must be private to its "
+            "owner). Never put the token itself in this config."
+        ),
+    )
+    client_workload_id: str | None = Field(
+        None,
+        max_length=256,
+        description="Optional `CLIENT_WORKLOAD_ID` sent as `client.os.environment` evidence.",
+    )
+    server_host: str | None = Field(
+        None,
+        description=(
+            "Server workload host whose credentials are requested; default: the host of the "
+            "destination's S3 endpoint (`<account_id>.r2.cloudflarestorage.com`)."
+        ),
+    )
+    server_port: int = Field(443, ge=1, le=65535, description="Server workload port.")
+    credential_type: Literal["AwsStsFederation", "ApiKey", "OAuthToken", "UsernamePassword"] = (
+        Field(
+            "AwsStsFederation",
+            description=(
+                "`credentialType` requested; the answer must carry `awsAccessKeyId`/"
+                "`awsSecretAccessKey` whatever the type."
+            ),
+        )
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, what="credentials.aembit_edge.url")
+
+    @field_validator("identity_token_credential")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return _credential_name(value)
+
+    @field_validator("identity_token_file")
+    @classmethod
+    def _file(cls, value: Path | None) -> Path | None:
+        return _absolute_path(value)
+
+
+class CloudflareTempSettings(_Section):
+    """Source `cloudflare-temp`: mint R2 temporary credentials with Cloudflare's API."""
+
+    api_base_url: str = Field(
+        "https://api.cloudflare.com/client/v4",
+        description=(
+            "Cloudflare API base URL. Point it at the local credential proxy (plain http on "
+            "loopback) when the proxy injects the parent token on the way out."
+        ),
+    )
+    account_id: str | None = Field(
+        None,
+        description=(
+            "Cloudflare account id for the API call; default: `destination.account_id`."
+        ),
+    )
+    parent_access_key_id: str = Field(
+        min_length=1,
+        max_length=128,
+        description=(
+            "Access Key ID of the parent R2 API token (`parentAccessKeyId`); an identifier, "
+            "not a secret."
+        ),
+    )
+    token_from: Literal["proxy", "credential"] = Field(
+        "proxy",
+        description=(
+            "Where the parent API token comes from. `proxy`: we send no `Authorization` "
+            "header; the credential proxy injects it. `credential`: read from "
+            "`$CREDENTIALS_DIRECTORY/<token_credential>`."
+        ),
+    )
+    token_credential: str = Field(
+        "cloudflare-api-token",
+        description="Credential name of the parent API token when `token_from = \"credential\"`.",
+    )
+    proxy_url: str | None = Field(
+        None,
+        description=(
+            "Optional explicit HTTP proxy for the API call (for example Aembit's Agent Proxy, "
+            "`http://localhost:8000`), which injects the token on the way out."
+        ),
+    )
+    ca_bundle: Path | None = Field(
+        None,
+        description=(
+            "Optional CA bundle for the API's TLS (for example the Aembit Agent Proxy's CA "
+            "when it decrypts TLS to inject the token)."
+        ),
+    )
+    ttl_seconds: int = Field(
+        3600,
+        ge=900,
+        le=604800,
+        description=(
+            "`ttlSeconds` of the minted credentials: the backup window. Must lie between "
+            "`credentials.min_validity_seconds` and `credentials.max_validity_seconds`."
+        ),
+    )
+
+    @field_validator("account_id")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if value is not None and not _ACCOUNT_ID_RE.match(value):
+            raise ValueError("must be the 32 hex characters of a Cloudflare account id")
+        return value
+
+    @field_validator("api_base_url", "proxy_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value, what="cloudflare_temp URL")
+
+    @field_validator("token_credential")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        _credential_name(value)
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _file(cls, value: Path | None) -> Path | None:
+        return _absolute_path(value)
+
+
+class CommandSettings(_Section):
+    """Source `command`: run a helper that prints AWS `credential_process` JSON."""
+
+    argv: tuple[str, ...] = Field(
+        min_length=1,
+        description=(
+            "The helper's argv, run without a shell; the first item is an absolute path. "
+            "argv is visible to every process on the host: never put a secret in it."
+        ),
+    )
+    timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="Kill the helper (and its process group) after this."
+    )
+
+    @field_validator("argv")
+    @classmethod
+    def _argv(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value and not value[0].startswith("/"):
+            raise ValueError("argv[0] must be an absolute path (no PATH lookup)")
+        if any("\0" in arg for arg in value):
+            raise ValueError("argv items must not contain NUL")
+        return value
+
+
+class SystemdCredentialSettings(_Section):
+    """Source `systemd-credential`: a JSON credential in `$CREDENTIALS_DIRECTORY`."""
+
+    name: str = Field(
+        "r2-backup",
+        description=(
+            "Credential name (`LoadCredential=<name>:...` in the unit); the file "
+            "`$CREDENTIALS_DIRECTORY/<name>` holds the ticket's JSON or `credential_process` JSON."
+        ),
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        _credential_name(value)
+        return value
+
+
 class CredentialsSettings(_Section):
     """Where just-in-time credentials come from and what is acceptable."""
 
-    source: Literal["http-json"] = Field(
+    source: SourceName = Field(
         "http-json",
-        description="Credential source. `http-json`: the local proxy's JSON endpoint.",
+        description=(
+            "Credential source: `http-json` (the local proxy's JSON endpoint, `url`), "
+            "`aembit-edge`, `cloudflare-temp`, `command` or `systemd-credential`, each "
+            "configured in its own sub-section. See docs/credentials.md."
+        ),
+    )
+    provider_name: str | None = Field(
+        None,
+        max_length=128,
+        description=(
+            "Provider name logged in the audit line. Default: the last segment of `url` for "
+            "`http-json`, `<source>:<target>` for the others."
+        ),
     )
     url: str = Field(
         DEFAULT_CREDENTIALS_URL,
         description=(
-            "Credential endpoint (GET). The last path segment is the provider name logged for "
-            "audit. Env override: `PROXY_URL` (base URL; `/credentials/<provider>` is appended)."
+            "Credential endpoint (GET) of source `http-json`. The last path segment is the "
+            "provider name logged for audit. Env override: `PROXY_URL` (base URL; "
+            "`/credentials/<provider>` is appended)."
         ),
     )
     timeout_seconds: float = Field(
@@ -249,6 +483,19 @@ class CredentialsSettings(_Section):
             "rclone is stopped (soft cutoff) this long before the credentials expire."
         ),
     )
+    aembit_edge: AembitEdgeSettings | None = Field(
+        None, description="Settings of source `aembit-edge` (required when it is chosen)."
+    )
+    cloudflare_temp: CloudflareTempSettings | None = Field(
+        None, description="Settings of source `cloudflare-temp` (required when it is chosen)."
+    )
+    command: CommandSettings | None = Field(
+        None, description="Settings of source `command` (required when it is chosen)."
+    )
+    systemd_credential: SystemdCredentialSettings = Field(
+        default_factory=SystemdCredentialSettings,
+        description="Settings of source `systemd-credential`.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -264,6 +511,21 @@ class CredentialsSettings(_Section):
             raise ValueError("min_validity_seconds must be below max_validity_seconds")
         if self.safety_margin_seconds >= max(self.min_validity_seconds, 1):
             raise ValueError("safety_margin_seconds must be below min_validity_seconds")
+        section = self.source.replace("-", "_")
+        if section in ("aembit_edge", "cloudflare_temp", "command") and (
+            getattr(self, section) is None
+        ):
+            raise ValueError(
+                f"credentials.source = \"{self.source}\" needs a [credentials.{section}] section"
+            )
+        cf = self.cloudflare_temp
+        if cf is not None and not (
+            self.min_validity_seconds < cf.ttl_seconds <= self.max_validity_seconds
+        ):
+            raise ValueError(
+                "cloudflare_temp.ttl_seconds must lie above min_validity_seconds and at most "
+                "max_validity_seconds"
+            )
         return self
 
 
@@ -405,6 +667,17 @@ class Settings(_Section):
     state: StateSettings = Field(default_factory=StateSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+
+    @model_validator(mode="after")
+    def _cloudflare_account(self) -> Settings:
+        cf = self.credentials.cloudflare_temp
+        if (self.credentials.source == "cloudflare-temp" and cf is not None
+                and cf.account_id is None and self.destination.account_id is None):
+            raise ValueError(
+                "credentials.source = \"cloudflare-temp\" needs an account id: set "
+                "destination.account_id or credentials.cloudflare_temp.account_id"
+            )
+        return self
 
 
 def provider_name(url: str) -> str:

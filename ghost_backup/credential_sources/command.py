@@ -1,0 +1,167 @@
+"""Source ``command``: run a helper that prints AWS ``credential_process`` JSON.
+
+The helper (aws-vault, ``aws configure export-credentials --format process``, a Vault wrapper,
+an in-house broker) is run from an argv list without a shell, in its own process group, with
+an allowlisted environment, no stdin and a timeout after which the whole group is killed.
+Its stdout is secret: it is parsed and never logged. Its stderr is logged (a few lines,
+truncated) after redacting everything that looks like a token from stdout, so a helper that
+echoes its keys to stderr does not leak them. A timeout or a non-zero exit is a failure (69);
+stdout that is not credential JSON is an invalid answer (65).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ghost_backup.credential_sources.base import SourceContext
+from ghost_backup.credentials import Credentials, parse_credential_object, parse_json_object
+from ghost_backup.errors import CredentialsInvalid, ProxyUnavailable
+from ghost_backup.logs import Redactor
+from ghost_backup.settings import CommandSettings, CredentialsSettings, Settings
+
+log = logging.getLogger(__name__)
+
+# Inherited variables a credential helper may need; everything else is dropped.
+_ENV_ALLOWLIST = frozenset({
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME",
+    "CREDENTIALS_DIRECTORY", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
+})
+_STDERR_LINES = 20
+_STDERR_LINE_CHARS = 300
+# Anything in stdout that could be a key: redacted from stderr before it is logged.
+_TOKENISH_RE = re.compile(r"[A-Za-z0-9+/=_.:-]{8,}")
+
+
+@dataclass(frozen=True)
+class HelperResult:
+    """What a finished (or killed) helper left behind."""
+
+    returncode: int | None
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+    seconds: float
+
+
+def build_helper_env(base: Mapping[str, str], run_id: str) -> dict[str, str]:
+    """Return the helper's environment: allowlisted variables plus ``GHOST_BACKUP_RUN_ID``."""
+    env = {key: value for key, value in base.items() if key in _ENV_ALLOWLIST}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env["GHOST_BACKUP_RUN_ID"] = run_id
+    return env
+
+
+def run_helper(argv: Sequence[str], env: Mapping[str, str], *, timeout: float) -> HelperResult:
+    """Run the helper and return its output; kill its process group on timeout.
+
+    Raise ProxyUnavailable if it cannot be started.
+    """
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
+        )
+    except OSError as err:
+        raise ProxyUnavailable(
+            f"cannot start credential helper {Path(argv[0]).name}: {err.strerror}"
+        ) from None
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        # The helper may have children holding our pipes: kill the whole group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        timed_out = True
+    return HelperResult(proc.returncode, stdout, stderr, timed_out,
+                        time.monotonic() - started)
+
+
+def format_stderr(result: HelperResult, redactor: Redactor) -> tuple[str, ...]:
+    """Return the helper's last stderr lines, truncated, with stdout's tokens redacted."""
+    text = result.stderr.decode("utf-8", "replace")
+    local = Redactor()
+    local.add(_TOKENISH_RE.findall(result.stdout.decode("utf-8", "replace")))
+    lines = [line for line in text.splitlines() if line.strip()][-_STDERR_LINES:]
+    return tuple(
+        redactor.redact(local.redact("".join(ch for ch in line if ch.isprintable())))
+        [:_STDERR_LINE_CHARS]
+        for line in lines
+    )
+
+
+def parse_helper_result(
+    result: HelperResult, *, name: str, command: CommandSettings, now: datetime,
+    settings: CredentialsSettings,
+) -> Credentials:
+    """Given a finished helper, return validated credentials from its stdout.
+
+    Raise ProxyUnavailable on timeout or non-zero exit, CredentialsInvalid when stdout is
+    not credential JSON (``credential_process`` or the ticket's shape) or is too large.
+    """
+    if result.timed_out:
+        raise ProxyUnavailable(
+            f"credential helper {name} did not finish within {command.timeout_seconds:g}s; "
+            "it was killed"
+        )
+    if result.returncode != 0:
+        raise ProxyUnavailable(f"credential helper {name} failed (exit {result.returncode})")
+    if len(result.stdout) > settings.max_body_bytes:
+        raise CredentialsInvalid(
+            f"credential helper {name} printed more than {settings.max_body_bytes} bytes"
+        )
+    payload = parse_json_object(result.stdout, what=f"credential helper {name} output")
+    return parse_credential_object(payload, now=now, settings=settings)
+
+
+class CommandSource:
+    """Credentials printed by a local helper program."""
+
+    name = "command"
+
+    def __init__(self, settings: Settings) -> None:
+        command = settings.credentials.command
+        if command is None:
+            raise ValueError("command settings missing")  # settings validation prevents this
+        self._settings = settings
+        self._command = command
+        self._helper = Path(command.argv[0]).name
+
+    @property
+    def provider(self) -> str:
+        """Return ``command:<helper file name>`` unless a name is configured."""
+        return self._settings.credentials.provider_name or f"{self.name}:{self._helper}"
+
+    def fetch(self, ctx: SourceContext) -> Credentials:
+        """Run the helper once and return the credentials it printed."""
+        result = run_helper(self._command.argv, build_helper_env(ctx.env, ctx.run_id),
+                            timeout=self._command.timeout_seconds)
+        redactor = Redactor()
+        level = logging.WARNING
+        try:
+            credentials = parse_helper_result(
+                result, name=self._helper, command=self._command, now=ctx.clock(),
+                settings=self._settings.credentials,
+            )
+            ctx.remember(credentials.secret_values())
+            redactor.add(credentials.secret_values())
+            level = logging.INFO
+        finally:
+            # stderr is the helper's only way to explain itself: always log it, redacted.
+            for line in format_stderr(result, redactor):
+                log.log(level, "credential helper %s: %s", self._helper, line)
+        log.info("credential helper %s exited 0 after %.1fs", self._helper, result.seconds)
+        return credentials

@@ -1,0 +1,145 @@
+"""POSTing JSON to a credential API (Aembit's Edge API, Cloudflare's API), retrying what heals.
+
+Connection errors, timeouts, 429 and 5xx are retried with exponential backoff and jitter
+(honouring Retry-After) within ``credentials.max_attempts`` and ``max_total_seconds``, the
+same policy as the http-json fetch. Every other status is handed back to the caller, which
+knows what that API means by it. Bodies are read with a size cap and never quoted in errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+)
+
+from ghost_backup.credential_sources.base import SourceContext
+from ghost_backup.credentials import USER_AGENT, parse_retry_after
+from ghost_backup.errors import CredentialsInvalid, ProxyUnavailable
+from ghost_backup.settings import CredentialsSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    """An answer that is not worth retrying: its status, content type and (capped) body."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+class _Transient(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def _read_capped(response: requests.Response, limit: int, what: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=8192):
+        size += len(chunk)
+        if size > limit:
+            raise CredentialsInvalid(f"{what} answer is larger than {limit} bytes; refusing")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _post_once(
+    ctx: SourceContext,
+    url: str,
+    payload: Mapping[str, Any],
+    *,
+    headers: Mapping[str, str],
+    settings: CredentialsSettings,
+    what: str,
+    proxies: Mapping[str, str] | None,
+    verify: bool | str,
+) -> ApiAnswer:
+    all_headers = {
+        "User-Agent": USER_AGENT,
+        "X-Request-ID": ctx.run_id,
+        "Accept": "application/json",
+        "Cache-Control": "no-store",
+        **headers,
+    }
+    timeout = (settings.connect_timeout_seconds, settings.timeout_seconds)
+    try:
+        with ctx.session.post(
+            url, json=dict(payload), headers=all_headers, timeout=timeout, stream=True,
+            allow_redirects=False, proxies=dict(proxies or {}), verify=verify,
+        ) as response:
+            status = response.status_code
+            if status == 429 or 500 <= status <= 599:
+                retry_after = parse_retry_after(
+                    response.headers.get("Retry-After"), cap=settings.max_total_seconds
+                )
+                raise _Transient(f"HTTP {status}", retry_after)
+            body = _read_capped(response, settings.max_body_bytes, what)
+            return ApiAnswer(status, response.headers.get("Content-Type", ""), body)
+    except (requests.ConnectionError, requests.Timeout) as err:
+        raise _Transient(type(err).__name__) from None
+    except requests.RequestException as err:
+        raise ProxyUnavailable(f"{what} request failed: {type(err).__name__}") from None
+
+
+def post_json(
+    ctx: SourceContext,
+    url: str,
+    payload: Mapping[str, Any],
+    *,
+    settings: CredentialsSettings,
+    what: str,
+    headers: Mapping[str, str] | None = None,
+    proxies: Mapping[str, str] | None = None,
+    verify: bool | str = True,
+) -> ApiAnswer:
+    """POST ``payload`` as JSON to ``url`` and return the first answer that is not transient.
+
+    Raise ProxyUnavailable when retries run out or the request cannot be made, and
+    CredentialsInvalid when the answer is larger than ``max_body_bytes``.
+    """
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return float(exc.retry_after)
+        base = min(0.5 * 2.0 ** (state.attempt_number - 1), 8.0)
+        return base + random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        reason = exc.reason if isinstance(exc, _Transient) else type(exc).__name__
+        log.warning("%s attempt %d/%d failed (%s); retrying",
+                    what, state.attempt_number, settings.max_attempts, reason)
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(_Transient),
+        stop=(stop_after_attempt(settings.max_attempts)
+              | stop_after_delay(settings.max_total_seconds)),
+        wait=wait,
+        sleep=ctx.sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(
+            _post_once, ctx, url, payload, headers=headers or {}, settings=settings, what=what,
+            proxies=proxies, verify=verify,
+        )
+    except _Transient as err:
+        raise ProxyUnavailable(
+            f"{what} unavailable after retries (last error: {err.reason})"
+        ) from None
