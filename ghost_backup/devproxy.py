@@ -54,6 +54,7 @@ unix-expiry             expires_at as integer Unix seconds (valid)
 huge                    a 1 GiB body, streamed (the client must stop reading early)
 aembit-unknown          Aembit Edge shape with credentialType Unknown
 wrong-keys              valid shape, keys the S3 endpoint does not know
+credential-process      200 in AWS credential_process shape (AccessKeyId, ..., Expiration)
 
 Connect timeouts need no mode: see Blackhole (a listener whose backlog is full).
 """
@@ -245,6 +246,13 @@ class _Handler(BaseHTTPRequestHandler):
             good["access_key_id"] = "WRONGKEY" + state.access_key_id[8:]
             good["secret_access_key"] = "wrong-" + state.secret_access_key[6:]
             self._json(200, good)
+        elif kind == "credential-process":
+            process = {"Version": 1, "AccessKeyId": good["access_key_id"],
+                       "SecretAccessKey": good["secret_access_key"],
+                       "Expiration": good["expires_at"]}
+            if "session_token" in good:
+                process["SessionToken"] = good["session_token"]
+            self._json(200, process)
         else:
             self._json(500, {"error": f"unknown dev-proxy mode {mode}"})
 

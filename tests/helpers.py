@@ -48,12 +48,16 @@ def toml_value(value: Any) -> str:
 
 
 def render_toml(data: Mapping[str, Mapping[str, Any]]) -> str:
-    """Return a TOML document of sections (one level deep)."""
+    """Return a TOML document of sections; a dict value becomes a sub-table."""
     out = []
     for section, values in data.items():
         out.append(f"[{section}]")
-        out += [f"{key} = {toml_value(val)}" for key, val in values.items() if val is not None]
+        out += [f"{key} = {toml_value(val)}" for key, val in values.items()
+                if val is not None and not isinstance(val, Mapping)]
         out.append("")
+        for key, val in values.items():
+            if isinstance(val, Mapping):
+                out.append(render_toml({f"{section}.{key}": val}))
     return "\n".join(out)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from ghost_backup.credential_sources.base import SourceContext
 from ghost_backup.credentials import Credentials, parse_credential_object, parse_json_object
 from ghost_backup.errors import CredentialsInvalid, ProxyUnavailable
-from ghost_backup.logs import Redactor
+from ghost_backup.logs import REDACTED, Redactor
 from ghost_backup.settings import CommandSettings, CredentialsSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ _STDERR_LINES = 20
 _STDERR_LINE_CHARS = 300
 # Anything in stdout that could be a key: redacted from stderr before it is logged.
 _TOKENISH_RE = re.compile(r"[A-Za-z0-9+/=_.:-]{8,}")
+_KEY_SHAPED_RE = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_INTERPRETER_RE = re.compile(r"^(python[0-9.]*|sh|bash|dash|node|perl|ruby)$")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,14 @@ class HelperResult:
     stderr: bytes
     timed_out: bool
     seconds: float
+
+
+def helper_name(argv: Sequence[str]) -> str:
+    """Return the helper's name for logs: its file name, or its script's under an interpreter."""
+    name = Path(argv[0]).name
+    if _INTERPRETER_RE.match(name) and len(argv) > 1 and not argv[1].startswith("-"):
+        return Path(argv[1]).name
+    return name
 
 
 def build_helper_env(base: Mapping[str, str], run_id: str) -> dict[str, str]:
@@ -90,17 +100,34 @@ def run_helper(argv: Sequence[str], env: Mapping[str, str], *, timeout: float) -
                         time.monotonic() - started)
 
 
-def format_stderr(result: HelperResult, redactor: Redactor) -> tuple[str, ...]:
-    """Return the helper's last stderr lines, truncated, with stdout's tokens redacted."""
+def mask_key_shaped(line: str, *, keep: tuple[str, ...] = ()) -> str:
+    """Return ``line`` with every key-shaped word (16+ key characters mixing letters and
+    digits) replaced by ``****``, except the words in ``keep``.
+
+    A failing helper's secrets are unknown to us, so value-based redaction cannot catch a
+    key it echoed to stderr; masking anything that looks like a key does.
+    """
+    def mask(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if word in keep or not (any(c.isdigit() for c in word) and any(c.isalpha() for c in word)):
+            return word
+        return REDACTED
+    return _KEY_SHAPED_RE.sub(mask, line)
+
+
+def format_stderr(result: HelperResult, redactor: Redactor, *, run_id: str) -> tuple[str, ...]:
+    """Return the helper's last stderr lines, printable and truncated, with known secrets,
+    stdout's tokens and anything key-shaped redacted."""
     text = result.stderr.decode("utf-8", "replace")
     local = Redactor()
     local.add(_TOKENISH_RE.findall(result.stdout.decode("utf-8", "replace")))
     lines = [line for line in text.splitlines() if line.strip()][-_STDERR_LINES:]
-    return tuple(
-        redactor.redact(local.redact("".join(ch for ch in line if ch.isprintable())))
-        [:_STDERR_LINE_CHARS]
-        for line in lines
-    )
+    cleaned = []
+    for line in lines:
+        printable = "".join(ch for ch in line if ch.isprintable())
+        masked = mask_key_shaped(redactor.redact(local.redact(printable)), keep=(run_id,))
+        cleaned.append(masked[:_STDERR_LINE_CHARS])
+    return tuple(cleaned)
 
 
 def parse_helper_result(
@@ -138,7 +165,7 @@ class CommandSource:
             raise ValueError("command settings missing")  # settings validation prevents this
         self._settings = settings
         self._command = command
-        self._helper = Path(command.argv[0]).name
+        self._helper = helper_name(command.argv)
 
     @property
     def provider(self) -> str:
@@ -161,7 +188,7 @@ class CommandSource:
             level = logging.INFO
         finally:
             # stderr is the helper's only way to explain itself: always log it, redacted.
-            for line in format_stderr(result, redactor):
+            for line in format_stderr(result, redactor, run_id=ctx.run_id):
                 log.log(level, "credential helper %s: %s", self._helper, line)
         log.info("credential helper %s exited 0 after %.1fs", self._helper, result.seconds)
         return credentials
