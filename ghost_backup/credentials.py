@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"ghost-backup/{__version__}"
 # Unix seconds beyond this are milliseconds or nonsense; refuse rather than guess.
 _MAX_UNIX_SECONDS = 32503680000  # year 3000
-_MAX_BACKOFF_SECONDS = 8.0
+MAX_BACKOFF_SECONDS = 8.0
 
 
 class Credentials(BaseModel):
@@ -278,13 +278,16 @@ def parse_retry_after(value: str | None, *, cap: float) -> float | None:
     return min(seconds, cap)
 
 
-def _read_capped(response: requests.Response, limit: int, deadline: float) -> bytes:
+def read_capped_body(
+    response: requests.Response, limit: int, deadline: float, *, what: str = "credential answer"
+) -> bytes:
     """Stream the body: refuse it past ``limit`` bytes, give up past ``deadline``.
 
     The read timeout only bounds each socket read; a body trickling in just faster than
-    that would otherwise hold the run for as long as the sender likes.
+    that would otherwise hold the run for as long as the sender likes. Every credential
+    source that speaks HTTP reads its answers through here.
     """
-    too_big = CredentialsInvalid(f"credential answer is larger than {limit} bytes; refusing")
+    too_big = CredentialsInvalid(f"{what} is larger than {limit} bytes; refusing")
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_big
@@ -349,7 +352,7 @@ def _get_once(
                 raise CredentialsInvalid(
                     f"credential answer has content type {ctype[:40]!r}, not JSON"
                 )
-            return _read_capped(response, settings.max_body_bytes, deadline)
+            return read_capped_body(response, settings.max_body_bytes, deadline)
     except (requests.ConnectionError, requests.Timeout) as err:
         # ReadTimeout while streaming surfaces as ConnectionError too; both can heal.
         raise _Retryable(type(err).__name__) from None
@@ -377,7 +380,7 @@ def fetch_credentials(
         if isinstance(exc, _Retryable) and exc.retry_after is not None:
             return float(exc.retry_after)
         base = min(settings.backoff_initial_seconds * 2.0 ** (state.attempt_number - 1),
-                   _MAX_BACKOFF_SECONDS)
+                   MAX_BACKOFF_SECONDS)
         return base + random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
 
     def before_sleep(state: RetryCallState) -> None:

@@ -2,14 +2,16 @@
 
 Connection errors, timeouts, 429 and 5xx are retried with exponential backoff and jitter
 (honouring Retry-After) within ``credentials.max_attempts`` and ``max_total_seconds``, the
-same policy as the http-json fetch. Every other status is handed back to the caller, which
-knows what that API means by it. Bodies are read with a size cap and never quoted in errors.
+same policy as the http-json fetch, and bodies go through the same size cap and deadline
+(:func:`ghost_backup.credentials.read_capped_body`). Every other status is handed back to
+the caller, which knows what that API means by it. Bodies are never quoted in errors.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +26,13 @@ from tenacity import (
 )
 
 from ghost_backup.credential_sources.base import SourceContext
-from ghost_backup.credentials import USER_AGENT, parse_retry_after
-from ghost_backup.errors import CredentialsInvalid, ProxyUnavailable
+from ghost_backup.credentials import (
+    MAX_BACKOFF_SECONDS,
+    USER_AGENT,
+    parse_retry_after,
+    read_capped_body,
+)
+from ghost_backup.errors import ProxyUnavailable
 from ghost_backup.settings import CredentialsSettings
 
 log = logging.getLogger(__name__)
@@ -47,17 +54,6 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
-def _read_capped(response: requests.Response, limit: int, what: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(chunk_size=8192):
-        size += len(chunk)
-        if size > limit:
-            raise CredentialsInvalid(f"{what} answer is larger than {limit} bytes; refusing")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _post_once(
     ctx: SourceContext,
     url: str,
@@ -73,10 +69,13 @@ def _post_once(
         "User-Agent": USER_AGENT,
         "X-Request-ID": ctx.run_id,
         "Accept": "application/json",
+        # No compression: the size cap then bounds what is held in memory, byte for byte.
+        "Accept-Encoding": "identity",
         "Cache-Control": "no-store",
         **headers,
     }
     timeout = (settings.connect_timeout_seconds, settings.timeout_seconds)
+    deadline = time.monotonic() + settings.connect_timeout_seconds + settings.timeout_seconds
     try:
         with ctx.session.post(
             url, json=dict(payload), headers=all_headers, timeout=timeout, stream=True,
@@ -88,7 +87,8 @@ def _post_once(
                     response.headers.get("Retry-After"), cap=settings.max_total_seconds
                 )
                 raise _Transient(f"HTTP {status}", retry_after)
-            body = _read_capped(response, settings.max_body_bytes, what)
+            body = read_capped_body(response, settings.max_body_bytes, deadline,
+                                    what=f"{what} answer")
             return ApiAnswer(status, response.headers.get("Content-Type", ""), body)
     except (requests.ConnectionError, requests.Timeout) as err:
         raise _Transient(type(err).__name__) from None
@@ -116,7 +116,8 @@ def post_json(
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Transient) and exc.retry_after is not None:
             return float(exc.retry_after)
-        base = min(0.5 * 2.0 ** (state.attempt_number - 1), 8.0)
+        base = min(settings.backoff_initial_seconds * 2.0 ** (state.attempt_number - 1),
+                   MAX_BACKOFF_SECONDS)
         return base + random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
 
     def before_sleep(state: RetryCallState) -> None:
