@@ -1,0 +1,327 @@
+"""Boot a real systemd under ``systemd-nspawn --volatile=yes`` and run ghost-backup through
+its units; collect what systemd itself saw (``systemctl show``, ``journalctl -o json``,
+``StatusText`` samples, the timer) for the tests to assert on.
+
+One boot runs the whole scenario (about 20 s): a successful run against a loopback S3
+endpoint and the dev credential proxy on the host (the container shares the host's network),
+then a run against a second proxy that answers 503, then the timer. A probe oneshot unit
+(``systemd.unit=probe.service``) drives it from inside and writes everything into ``/out``.
+
+Reusable: :class:`Install` says how ghost-backup reaches the container. :func:`venv_install`
+binds this checkout's virtualenv and its interpreter and points ``ExecStart=`` at it with a
+drop-in; the sysext build adds its own (the image as the only source of ghost-backup and
+rclone) and runs the same scenario and assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ghost_backup.devproxy import DevProxy, ProxyState
+from ghost_backup.devstack import S3Server, canary_keys, start_s3_server
+from tests.helpers import RCLONE, make_tree, render_toml
+from tests.receiver import AlertReceiver, Received
+
+REPO = Path(__file__).resolve().parents[2]
+UNITS_DIR = REPO / "packaging" / "systemd"
+UNIT_FILES = ("ghost-backup.service", "ghost-backup.timer", "ghost-backup-alert@.service")
+SERVICE = "ghost-backup.service"
+ALERT_UNIT = "ghost-backup-alert@ghost-backup.service.service"
+BUCKET = "ghost-system"
+BOOT_TIMEOUT_SECONDS = 150
+# rclone's --bwlimit keeps the first run going for a few seconds, so systemd shows progress
+# in StatusText (the supervisor updates it at most every 5 s) and the journal gets several
+# progress lines (stats every second).
+SOURCE_FILES = 120
+SOURCE_MAX_SIZE = 40_000
+BWLIMIT = "300k"
+
+# The probe: runs inside the container as a oneshot unit, writes evidence into /out.
+PROBE_SCRIPT = r"""#!/bin/sh
+set -u
+out=/out
+svc=ghost-backup.service
+alert=ghost-backup-alert@ghost-backup.service.service
+props="-p Result -p ExecMainStatus -p ExecMainCode -p InvocationID -p ActiveState -p NRestarts"
+
+wait_done() {  # wait until $1 has run and is no longer active; sample StatusText meanwhile
+  for _ in $(seq 1 600); do
+    state=$(systemctl show -p ActiveState --value "$1")
+    systemctl show -p StatusText --value "$1" >> "$2"
+    case "$state" in active|activating|deactivating|reloading) sleep 0.1 ;; *) return 0 ;; esac
+  done
+}
+start_and_wait() {  # $1 unit, $2 status file: start it, wait for its new invocation to end
+  before=$(systemctl show -p InvocationID --value "$1")
+  systemctl start --no-block "$1"
+  for _ in $(seq 1 300); do
+    [ "$(systemctl show -p InvocationID --value "$1")" != "$before" ] && break; sleep 0.05
+  done
+  wait_done "$1" "$2"
+}
+record() {  # $1 unit, $2 name: systemctl show and the invocation's journal as JSON
+  systemctl show $props "$1" > "$out/$2.show"
+  inv=$(systemctl show -p InvocationID --value "$1")
+  journalctl --no-pager -o json _SYSTEMD_INVOCATION_ID="$inv" > "$out/$2.journal.json"
+  if [ -e /run/ghost ]; then echo present; else echo absent; fi > "$out/$2.rundir"
+}
+
+__SETUP__
+systemctl --version > "$out/systemd.version"
+
+# 1: a backup that works.
+start_and_wait "$svc" "$out/success.status"
+record "$svc" success
+
+# 2: the credential proxy answers 503 (PROXY_URL is the ticket's own override).
+systemctl set-environment PROXY_URL=__FAILING_PROXY__
+start_and_wait "$svc" "$out/failure.status"
+record "$svc" failure
+systemctl unset-environment PROXY_URL
+for _ in $(seq 1 300); do
+  [ -n "$(systemctl show -p InvocationID --value "$alert")" ] && break; sleep 0.1
+done
+wait_done "$alert" /dev/null
+record "$alert" alert
+
+# 3: the timer.
+systemctl start ghost-backup.timer
+systemctl show -p NextElapseUSecRealtime -p TimersCalendar --value ghost-backup.timer \
+  > "$out/timer.show"
+systemctl list-timers --all --no-pager ghost-backup.timer > "$out/list-timers.txt"
+systemd-analyze calendar --iterations=2 '*-*-* 02:00:00' > "$out/calendar.txt"
+date +%s > "$out/now"
+
+# 4: what is left behind.
+mkdir -p "$out/left"
+cp -a /var/lib "$out/left/var-lib" 2>/dev/null
+cp -aL /etc "$out/left/etc" 2>/dev/null
+echo done > "$out/probe.done"
+"""
+
+PROBE_UNIT = """[Unit]
+Description=ghost-backup system test probe
+Wants=multi-user.target timers.target
+After=multi-user.target timers.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh /etc/ghost-probe.sh
+StandardOutput=journal+console
+StandardError=journal+console
+ExecStopPost=/bin/systemctl poweroff --no-block
+"""
+
+
+@dataclass(frozen=True)
+class Install:
+    """How ghost-backup and rclone reach the container.
+
+    ``ro_binds``: (host path, container path) pairs. ``dropin``: text of a drop-in given to
+    both ghost-backup units (empty: none, the units run ``/usr/bin/ghost-backup``).
+    ``rclone``: rclone's path inside the container (the config's ``rclone.binary``).
+    ``units_dir``: where the unit files come from (None: the image brings them).
+    ``setup``: shell lines the probe runs first (e.g. ``systemctl daemon-reload``).
+    """
+
+    name: str
+    ro_binds: tuple[tuple[Path, Path], ...]
+    rclone: str
+    dropin: str = ""
+    units_dir: Path | None = UNITS_DIR
+    extra_args: tuple[str, ...] = ()
+    setup: str = ""
+
+
+def venv_install(venv: Path | None = None) -> Install:
+    """Return the install that runs this checkout's virtualenv inside the container.
+
+    The venv (an editable install of the checkout) and the interpreter it points to are bound
+    read-only at their own paths. ``ExecStart=`` is replaced by a drop-in, and because the
+    interpreter may live under /root (pyenv), ``ProtectHome=tmpfs`` plus a read-only bind of
+    it replaces ``ProtectHome=yes``: the only change to the shipped hardening.
+    """
+    venv = venv or Path(sys.prefix)
+    interpreter_home = Path(sys.base_prefix).resolve()
+    binds = [(REPO, REPO), (interpreter_home, interpreter_home)]
+    if not venv.resolve().is_relative_to(REPO):
+        binds.append((venv.resolve(), venv.resolve()))
+    under_home = any(interpreter_home.is_relative_to(h) or venv.resolve().is_relative_to(h)
+                     for h in (Path("/root"), Path("/home")))
+    dropin = "[Service]\nExecStart=\nExecStart={exe} {args}\n".replace(
+        "{exe}", str(venv / "bin" / "ghost-backup"))
+    if under_home:
+        dropin += f"ProtectHome=tmpfs\nBindReadOnlyPaths={interpreter_home}\n"
+    return Install(name="venv", ro_binds=tuple(binds), rclone=str(venv / "bin" / "rclone"),
+                   dropin=dropin)
+
+
+def cannot_boot_reason() -> str | None:
+    """Return why this machine cannot boot a container here, or None if it can."""
+    if shutil.which("systemd-nspawn") is None:
+        return "systemd-nspawn is missing (apt-get install systemd-container)"
+    if os.geteuid() != 0:
+        return "systemd-nspawn needs root"
+    if not Path("/usr/lib/systemd/systemd").exists():
+        return "the host has no systemd to boot (/usr/lib/systemd/systemd)"
+    # A container that only runs /bin/true: if even that fails, the machine (an unprivileged
+    # CI container, say) cannot run one, and that is not our units' fault.
+    try:
+        done = subprocess.run(
+            ["timeout", "30", "systemd-nspawn", "--quiet", "--directory=/", "--volatile=yes",
+             "--register=no", "--keep-unit", "/bin/true"],
+            capture_output=True, text=True, timeout=40, check=False)
+    except subprocess.TimeoutExpired:
+        return "systemd-nspawn could not start a trivial container within 30 s"
+    if done.returncode != 0:
+        return f"systemd-nspawn cannot start a container here: {done.stderr.strip()[-300:]}"
+    return None
+
+
+@dataclass
+class Evidence:
+    """Everything the scenario produced, read back on the host."""
+
+    out: Path
+    boot_seconds: float
+    console: str
+    secrets: tuple[str, ...]
+    proxy_requests: list[dict[str, Any]]
+    failing_proxy_requests: list[dict[str, Any]]
+    alerts: list[Received]
+    s3: S3Server
+    source: Path
+    show: dict[str, dict[str, str]] = field(default_factory=dict)
+    journal: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def text(self, name: str) -> str:
+        """Return the content of ``/out/<name>`` ('' if the probe never wrote it)."""
+        path = self.out / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def messages(self, name: str, priority: int | None = None) -> list[str]:
+        """Return the journal messages of run ``name`` (optionally of one priority)."""
+        return [str(e.get("MESSAGE", "")) for e in self.journal.get(name, [])
+                if priority is None or e.get("PRIORITY") == str(priority)]
+
+    @property
+    def bucket_dir(self) -> Path:
+        """Return the folder holding the destination bucket's objects."""
+        return self.s3.bucket_dir(BUCKET)
+
+
+def _parse_show(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def _parse_journal(text: str) -> list[dict[str, Any]]:
+    entries = []
+    for line in text.splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            if isinstance(entry.get("MESSAGE"), list):  # journald's form for non-UTF-8 bytes
+                entry["MESSAGE"] = bytes(entry["MESSAGE"]).decode("utf-8", "replace")
+            entries.append(entry)
+    return entries
+
+
+def build_nspawn_argv(root: Path, install: Install) -> list[str]:
+    """Return the ``timeout systemd-nspawn ...`` argv booting the host OS with ``root``'s files."""
+    argv = ["timeout", "--kill-after=10", str(BOOT_TIMEOUT_SECONDS),
+            "systemd-nspawn", "--quiet", "--directory=/", "--volatile=yes", "--register=no",
+            "--keep-unit", f"--machine=ghost-test-{os.getpid()}",
+            f"--bind={root / 'out'}:/out",
+            f"--bind-ro={root / 'probe.sh'}:/etc/ghost-probe.sh",
+            f"--bind-ro={root / 'config.toml'}:/etc/ghost-backup/config.toml",
+            f"--bind-ro={root / 'storage'}:/var/mnt/storage"]
+    for path in sorted((root / "units").rglob("*")):
+        if path.is_file():
+            argv.append(f"--bind-ro={path}:/etc/systemd/system/{path.relative_to(root / 'units')}")
+    argv += [f"--bind-ro={host}:{inside}" for host, inside in install.ro_binds]
+    argv += list(install.extra_args)
+    argv += ["--boot", "systemd.unit=probe.service", "systemd.firstboot=off"]
+    return argv
+
+
+def _write_units(units: Path, install: Install) -> None:
+    units.mkdir()
+    (units / "probe.service").write_text(PROBE_UNIT)
+    if install.units_dir is not None:
+        for name in UNIT_FILES:
+            shutil.copy(install.units_dir / name, units / name)
+    if install.dropin:
+        for unit in ("ghost-backup.service", "ghost-backup-alert@.service"):
+            exe_args = "run" if unit == SERVICE else "alert --unit %i"
+            (units / f"{unit}.d").mkdir()
+            (units / f"{unit}.d" / "50-system-test.conf").write_text(
+                install.dropin.replace("{args}", exe_args))
+
+
+@contextmanager
+def _servers(tmp: Path) -> Iterator[tuple[S3Server, DevProxy, DevProxy, AlertReceiver]]:
+    access, secret = canary_keys("system")
+    s3 = start_s3_server(RCLONE, tmp / "s3", access, secret, log_path=tmp / "s3.log")
+    proxy = DevProxy(ProxyState(access, secret, ttl_seconds=3600)).start()
+    failing = DevProxy(ProxyState(access, secret, mode="status:503")).start()
+    receiver = AlertReceiver()
+    try:
+        s3.bucket_dir(BUCKET)
+        yield s3, proxy, failing, receiver
+    finally:
+        receiver.stop()
+        failing.stop()
+        proxy.stop()
+        s3.stop()
+
+
+def run_scenario(tmp: Path, install: Install) -> Evidence:
+    """Boot the container once and run the whole scenario; return what it left in /out."""
+    root = tmp / "nspawn"
+    (root / "out").mkdir(parents=True)
+    source = root / "storage"
+    make_tree(source, SOURCE_FILES, max_size=SOURCE_MAX_SIZE)
+    (source / "ghost-compose").mkdir()
+    (source / "ghost-compose" / ".env.production").write_text("database__password=not-synced\n")
+    _write_units(root / "units", install)
+    with _servers(tmp) as (s3, proxy, failing, receiver):
+        (root / "config.toml").write_text(render_toml({
+            "destination": {"bucket": BUCKET, "endpoint": s3.endpoint},
+            "credentials": {"url": proxy.url(), "max_attempts": 2, "max_total_seconds": 5,
+                            "timeout_seconds": 3, "connect_timeout_seconds": 2},
+            "rclone": {"binary": install.rclone, "stats_interval_seconds": 1,
+                       "extra_args": ["--bwlimit", BWLIMIT]},
+            "alerts": {"webhook_url": f"{receiver.url}/hook",
+                       "healthcheck_url": f"{receiver.url}/ping", "attempts": 1,
+                       "timeout_seconds": 5},
+        }))
+        (root / "probe.sh").write_text(
+            PROBE_SCRIPT.replace("__SETUP__", install.setup)
+            .replace("__FAILING_PROXY__", failing.base_url))
+        started = time.monotonic()
+        done = subprocess.run(build_nspawn_argv(root, install), capture_output=True, text=True,
+                              timeout=BOOT_TIMEOUT_SECONDS + 30, check=False)
+        evidence = Evidence(
+            out=root / "out",
+            boot_seconds=time.monotonic() - started,
+            console=done.stdout + done.stderr,
+            secrets=(proxy.state.access_key_id, proxy.state.secret_access_key),
+            proxy_requests=list(proxy.state.requests),
+            failing_proxy_requests=list(failing.state.requests),
+            alerts=receiver.received,
+            s3=s3,
+            source=source,
+        )
+    for name in ("success", "failure", "alert"):
+        evidence.show[name] = _parse_show(evidence.text(f"{name}.show"))
+        evidence.journal[name] = _parse_journal(evidence.text(f"{name}.journal.json"))
+    return evidence

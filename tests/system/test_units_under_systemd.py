@@ -1,0 +1,157 @@
+"""The shipped units under a real systemd (issue 4): boot the host OS with
+`systemd-nspawn --volatile=yes`, install the units, run the backup through them, and assert
+on what systemd itself recorded. One boot serves every test here (see tests/system/nspawn.py).
+
+Skipped, with the reason printed, only when the machine cannot boot a container at all.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ghost_backup.errors import ExitCode
+from tests.helpers import find_canaries
+from tests.system.nspawn import (
+    Evidence,
+    Install,
+    cannot_boot_reason,
+    run_scenario,
+    venv_install,
+)
+
+pytestmark = pytest.mark.system
+
+# Each way of installing ghost-backup runs the same scenario and assertions; the sysext
+# build adds its own install here.
+INSTALLS: list[Callable[[], Install]] = [venv_install]
+
+RUN_ID = re.compile(r"credential request: run_id=(\S+) ")
+
+
+@pytest.fixture(scope="module", params=INSTALLS, ids=lambda make: make.__name__)
+def booted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Evidence:
+    """Boot once per install and run the whole scenario."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    reason = cannot_boot_reason()
+    if reason is not None:
+        if reporter is not None:  # printed even without -s: a skip must say why
+            reporter.write_line(f"SKIP system test: {reason}")
+        pytest.skip(reason)
+    evidence = run_scenario(tmp_path_factory.mktemp("system"), request.param())
+    if reporter is not None:
+        reporter.write_line(f"system test boot ({request.param.__name__}): "
+                            f"{evidence.boot_seconds:.1f} s")
+    assert evidence.text("probe.done"), "the probe did not finish:\n" + evidence.console[-3000:]
+    return evidence
+
+
+def _run_id(evidence: Evidence, name: str) -> str:
+    ids = {m.group(1) for msg in evidence.messages(name) if (m := RUN_ID.search(msg))}
+    assert len(ids) == 1, evidence.messages(name)
+    return ids.pop()
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+
+def test_started_unit_succeeds_with_exit_0_and_objects_at_destination(booted: Evidence
+                                                                       ) -> None:
+    show = booted.show["success"]
+    assert (show["Result"], show["ExecMainCode"], show["ExecMainStatus"]) == ("success", "1", "0")
+    expected = [p for p in _files(booted.source) if p.parts[0] != "ghost-compose"]
+    assert _files(booted.bucket_dir) == expected
+    assert all(filecmp.cmp(booted.source / p, booted.bucket_dir / p, shallow=False)
+               for p in expected)
+
+
+def test_status_text_showed_progress_while_running(booted: Evidence) -> None:
+    samples = set(booted.text("success.status").splitlines())
+    run_id = _run_id(booted, "success")
+    assert f"syncing /var/mnt/storage (run {run_id})" in samples
+    assert any(re.search(r"\(\d+%\), \d+/\d+ files", s) for s in samples), samples
+
+
+def test_journal_has_progress_at_notice_summary_and_intact_priorities(booted: Evidence
+                                                                      ) -> None:
+    notice = booted.messages("success", priority=5)
+    assert sum(m.startswith("progress: ") for m in notice) >= 2, notice
+    assert any(" summary: " in m and "120 files" in m for m in notice), notice
+    assert any(m.startswith("rclone: Copied (new)") for m in booted.messages("success", 6))
+    assert booted.messages("success", priority=3) == []
+
+
+def test_no_key_anywhere_systemd_or_the_container_saw(booted: Evidence) -> None:
+    assert find_canaries(booted.secrets, texts=[booted.console], dirs=[booted.out]) == []
+
+
+def test_proxy_got_exactly_one_request_at_start_with_the_journals_run_id(booted: Evidence
+                                                                         ) -> None:
+    assert len(booted.proxy_requests) == 1, booted.proxy_requests
+    request = booted.proxy_requests[0]
+    assert request["path"] == "/credentials/r2-backup"
+    assert request["request_id"] == _run_id(booted, "success")
+    logged = next(e for e in booted.journal["success"]
+                  if str(e["MESSAGE"]).startswith("credential request: "))
+    logged_at = datetime.fromtimestamp(int(logged["__REALTIME_TIMESTAMP"]) / 1e6, UTC)
+    asked_at = datetime.fromisoformat(request["time"])
+    assert abs((asked_at - logged_at).total_seconds()) < 2
+
+
+def test_proxy_503_fails_unit_with_documented_status_before_rclone(booted: Evidence) -> None:
+    show = booted.show["failure"]
+    assert show["Result"] == "exit-code"
+    assert show["ExecMainStatus"] == str(int(ExitCode.PROXY_UNAVAILABLE))
+    assert show["NRestarts"] == "0"  # RestartPreventExitStatus= covers 69
+    messages = booted.messages("failure")
+    assert not any(m.startswith(("rclone", "progress:")) for m in messages), messages
+    errors = booted.messages("failure", priority=3)
+    assert any("credential proxy unavailable" in m for m in errors), messages
+    run_id = _run_id(booted, "failure")
+    assert booted.failing_proxy_requests
+    assert {r["request_id"] for r in booted.failing_proxy_requests} == {run_id}
+
+
+def test_on_failure_fired_the_alert_unit_which_logged_crit_and_alerted(booted: Evidence
+                                                                       ) -> None:
+    assert booted.show["alert"]["Result"] == "success"
+    failed_invocation = booted.show["failure"]["InvocationID"]
+    crit = booted.messages("alert", priority=2)
+    assert any("ghost-backup.service failed: result exit-code, exit status 69" in m
+               and failed_invocation in m for m in crit), booted.messages("alert")
+    hooks = [json.loads(r.body) for r in booted.alerts if r.path == "/hook"]
+    assert {(h["outcome"], h["exit_code"]) for h in hooks} >= {("unit-failed", 69),
+                                                               ("failure", 69)}
+    assert any(r.path.startswith("/ping/fail") for r in booted.alerts)
+
+
+def test_timer_next_elapse_is_at_0200(booted: Evidence) -> None:
+    assert re.search(r"Next elapse: \w{3} \d{4}-\d\d-\d\d 02:00:00", booted.text("calendar.txt"))
+    timer = booted.text("timer.show")
+    assert "OnCalendar=*-*-* 02:00:00" in timer
+    next_elapse = re.search(r"(\d\d):(\d\d):\d\d \w+\n?$", timer.strip())
+    assert next_elapse, timer
+    hour, minute = int(next_elapse.group(1)), int(next_elapse.group(2))
+    assert (hour, minute) >= (2, 0)
+    assert (hour, minute) < (2, 10)  # RandomizedDelaySec=10min
+    assert "ghost-backup.timer" in booted.text("list-timers.txt")
+
+
+def test_runtime_dir_is_gone_after_each_run(booted: Evidence) -> None:
+    assert booted.text("success.rundir").strip() == "absent"
+    assert booted.text("failure.rundir").strip() == "absent"
+
+
+def test_nothing_secret_is_left_under_var_lib_or_etc(booted: Evidence) -> None:
+    left = booted.out / "left"
+    assert (left / "var-lib" / "private" / "ghost-backup").is_dir()  # the copy did happen
+    assert (left / "etc" / "ghost-backup" / "config.toml").is_file()
+    assert find_canaries(booted.secrets, dirs=[left]) == []
