@@ -39,18 +39,21 @@ RUN_ID = re.compile(r"credential request: run_id=(\S+) ")
 def booted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Evidence:
     """Boot once per install and run the whole scenario."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     reason = cannot_boot_reason()
     if reason is not None:
-        if reporter is not None:  # printed even without -s: a skip must say why
-            reporter.write_line(f"SKIP system test: {reason}")
+        _say(request, f"SKIP system test: {reason}")  # a skip must say why, even without -s
         pytest.skip(reason)
     evidence = run_scenario(tmp_path_factory.mktemp("system"), request.param())
-    if reporter is not None:
-        reporter.write_line(f"system test boot ({request.param.__name__}): "
-                            f"{evidence.boot_seconds:.1f} s")
+    _say(request, f"system test boot ({request.param.__name__}): "
+                  f"{evidence.boot_seconds:.1f} s")
     assert evidence.text("probe.done"), "the probe did not finish:\n" + evidence.console[-3000:]
     return evidence
+
+
+def _say(request: pytest.FixtureRequest, line: str) -> None:
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\n{line}")
 
 
 def _run_id(evidence: Evidence, name: str) -> str:
