@@ -19,6 +19,13 @@ from pathlib import Path
 
 from ghost_backup import __version__, actions, state
 from ghost_backup.alerts import HttpAlerts, NullAlerts, build_unit_failure_event
+from ghost_backup.audit import (
+    build_scan_plan,
+    format_report_json,
+    format_report_text,
+    read_host_locations,
+    run_audit,
+)
 from ghost_backup.credentials import new_session
 from ghost_backup.errors import ConfigError, ExitCode, GhostBackupError, UsageError
 from ghost_backup.logs import NOTICE, Redactor, setup_logging, stderr_is_journal
@@ -58,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="0600 JSON file with access_key_id, secret_access_key "
                             "[, session_token] (default: GHOST_DEV_PROXY_* environment)")
     proxy.add_argument("--list-modes", action="store_true", help="print the modes and exit")
+    audit = sub.add_parser("audit-host", help="look for long-lived S3/R2 keys on this host "
+                                              "(read-only; exit 80 if any)")
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.add_argument("--path", dest="paths", action="extend", nargs="+", type=Path,
+                       default=[], metavar="EXTRA", help="also scan these files or directories")
+    audit.add_argument("--root", type=Path, default=Path("/"),
+                       help="audit the host whose / is at this directory (a mounted image)")
     return parser
 
 
@@ -216,10 +230,19 @@ def _cmd_dev_proxy(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def _cmd_audit_host(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    locations, note = read_host_locations(args.config, env, args.root)
+    report = run_audit(build_scan_plan(locations, args.paths), args.root,
+                       notes=[note] if note else [])
+    sys.stdout.write(format_report_json(report) if args.json else format_report_text(report))
+    return int(ExitCode.OK if report.clean else ExitCode.KEYS_ON_HOST)
+
+
 _REDACTOR = Redactor()
 _COMMANDS = {
     "run": _cmd_run, "alert": _cmd_alert, "dev-proxy": _cmd_dev_proxy, "check": _cmd_check,
     "restore": _cmd_restore, "verify": _cmd_verify, "status": _cmd_status,
+    "audit-host": _cmd_audit_host,
 }
 
 
