@@ -25,8 +25,13 @@ def shm_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def stack(tmp_path: Path, shm_dir: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """A loopback S3 endpoint and dev proxy sharing fresh canary keys, plus a source tree."""
-    access, secret = canary_keys(request.node.name[:6].replace("_", "x"))
+    """A loopback S3 endpoint and dev proxy sharing fresh canary keys, plus a source tree.
+
+    A test may choose the keys with ``@pytest.mark.parametrize("stack", [(access, secret)],
+    indirect=True)``.
+    """
+    chosen: tuple[str, str] | None = getattr(request, "param", None)
+    access, secret = chosen or canary_keys(request.node.name[:6].replace("_", "x"))
     s3 = start_s3_server(RCLONE, tmp_path / "s3", access, secret, log_path=tmp_path / "s3.log")
     proxy = DevProxy(ProxyState(access, secret, ttl_seconds=1800)).start()
     alerts = AlertReceiver()
