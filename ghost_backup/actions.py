@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ghost_backup import credentials as creds_mod
 from ghost_backup import ephemeral, rclone
+from ghost_backup.credential_sources import build_source
 from ghost_backup.errors import (
     ExitCode,
     GhostBackupError,
@@ -37,12 +38,13 @@ from ghost_backup.errors import (
 from ghost_backup.logs import NOTICE
 from ghost_backup.orchestrator import (
     Deps,
+    fetch_audited_credentials,
     fetch_rclone_version,
     log_rclone_event,
     new_run_id,
 )
 from ghost_backup.progress import Stats, format_bytes
-from ghost_backup.settings import Settings, provider_name
+from ghost_backup.settings import Settings
 from ghost_backup.source import check_restore_target, check_source
 from ghost_backup.supervisor import ChildResult, run_captured, run_child
 
@@ -74,18 +76,9 @@ def _child_env(deps: Deps, window: Window) -> dict[str, str]:
 def fetch_command_credentials(
     settings: Settings, deps: Deps, run_id: str, command: str
 ) -> creds_mod.Credentials:
-    """Fetch fresh credentials for ``command``, logging the audit lines ``run`` logs."""
-    provider = provider_name(settings.credentials.url)
-    requested_at = deps.clock()
-    log.log(NOTICE, "credential request: run_id=%s provider=%s command=%s requested_at=%s",
-            run_id, provider, command, requested_at.isoformat(timespec="seconds"))
-    credentials = creds_mod.fetch_credentials(
-        deps.session, settings.credentials, run_id=run_id, clock=deps.clock, sleep=deps.sleep
-    )
-    deps.redactor.add(credentials.secret_values())
-    valid_for = int((credentials.expires_at - deps.clock()).total_seconds())
-    log.log(NOTICE, "credentials received: run_id=%s provider=%s expires_at=%s valid_for=%ds",
-            run_id, provider, credentials.expires_at.isoformat(timespec="seconds"), valid_for)
+    """Fetch fresh credentials for ``command`` from the configured source, with ``run``'s
+    audit lines (see :func:`ghost_backup.orchestrator.fetch_audited_credentials`)."""
+    credentials, _ = fetch_audited_credentials(settings, deps, run_id, command=command)
     return credentials
 
 
@@ -244,7 +237,7 @@ def run_check(settings: Settings, deps: Deps) -> tuple[CheckItem, ...]:
             def fetch() -> str:
                 credentials.append(fetch_command_credentials(settings, deps, run_id, "check"))
                 valid = int((credentials[0].expires_at - deps.clock()).total_seconds())
-                return (f"{provider_name(settings.credentials.url)} gave keys valid {valid}s "
+                return (f"{build_source(settings).provider} gave keys valid {valid}s "
                         f"(until {credentials[0].expires_at.isoformat(timespec='seconds')})")
 
             if not record("credentials", fetch):

@@ -281,6 +281,40 @@ def summary_fields(report: RunReport) -> dict[str, object]:
     }
 
 
+def fetch_audited_credentials(
+    settings: Settings,
+    deps: Deps,
+    run_id: str,
+    *,
+    command: str,
+    source: CredentialSource | None = None,
+) -> tuple[creds_mod.Credentials, datetime]:
+    """Fetch credentials from the configured source, logging the two audit lines.
+
+    Return the credentials and the time they were requested; their secrets are registered
+    with the redactor before anything else can log them. Every command (``run``, ``check``,
+    ``restore``, ``verify``) gets its credentials here, so the audit trail is the same for
+    all of them: run id, provider, command, request time and source, then the expiry.
+    """
+    source = source or build_source(settings)
+    provider = source.provider
+    requested_at = deps.clock()
+    log.log(NOTICE, "credential request: run_id=%s provider=%s command=%s requested_at=%s "
+            "source=%s", run_id, provider, command, requested_at.isoformat(timespec="seconds"),
+            source.name)
+    context = SourceContext(session=deps.session, clock=deps.clock, sleep=deps.sleep,
+                            env=deps.env, run_id=run_id, remember=deps.redactor.add)
+    credentials = source.fetch(context)
+    deps.redactor.add(credentials.secret_values())
+    valid_for = int((credentials.expires_at - deps.clock()).total_seconds())
+    log.log(NOTICE, "credentials received: run_id=%s provider=%s requested_at=%s "
+            "expires_at=%s valid_for=%ds session_token=%s source=%s",
+            run_id, provider, requested_at.isoformat(timespec="seconds"),
+            credentials.expires_at.isoformat(timespec="seconds"), valid_for,
+            "yes" if credentials.session_token else "no", source.name)
+    return credentials, requested_at
+
+
 def _run(
     settings: Settings, deps: Deps, run_id: str, source: CredentialSource,
     facts: dict[str, object],
@@ -296,22 +330,11 @@ def _run(
         check_source(settings.source)
         facts["rclone_version"] = fetch_rclone_version(settings, deps.env)
 
-        requested_at = deps.clock()
+        credentials, requested_at = fetch_audited_credentials(
+            settings, deps, run_id, command="run", source=source
+        )
         facts["requested_at"] = requested_at
-        provider = source.provider
-        log.log(NOTICE, "credential request: run_id=%s provider=%s requested_at=%s source=%s",
-                run_id, provider, requested_at.isoformat(timespec="seconds"), source.name)
-        context = SourceContext(session=deps.session, clock=deps.clock, sleep=deps.sleep,
-                                env=deps.env, run_id=run_id, remember=deps.redactor.add)
-        credentials = source.fetch(context)
-        deps.redactor.add(credentials.secret_values())
         facts["expires_at"] = credentials.expires_at
-        valid_for = int((credentials.expires_at - deps.clock()).total_seconds())
-        log.log(NOTICE, "credentials received: run_id=%s provider=%s requested_at=%s "
-                "expires_at=%s valid_for=%ds session_token=%s source=%s",
-                run_id, provider, requested_at.isoformat(timespec="seconds"),
-                credentials.expires_at.isoformat(timespec="seconds"), valid_for,
-                "yes" if credentials.session_token else "no", source.name)
 
         run_dir = ephemeral.create_run_dir(settings.runtime.dir, run_id)
         result = _sync(settings, deps, credentials, run_id, run_dir)

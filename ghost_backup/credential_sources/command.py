@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import signal
+import string
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -100,18 +101,26 @@ def run_helper(argv: Sequence[str], env: Mapping[str, str], *, timeout: float) -
                         time.monotonic() - started)
 
 
+def _is_key_shaped(word: str) -> bool:
+    # Keys mix digits with capitals (AWS/R2 ids), are long and mixed-case (base64 secrets,
+    # session tokens) or long hex; paths and names are mostly lower-case words.
+    digits = any(c.isdigit() for c in word)
+    upper = any(c.isupper() for c in word)
+    lower = any(c.islower() for c in word)
+    hexish = len(word) >= 32 and all(c in string.hexdigits for c in word)
+    return (digits and upper) or hexish or (len(word) >= 24 and upper and lower)
+
+
 def mask_key_shaped(line: str, *, keep: tuple[str, ...] = ()) -> str:
-    """Return ``line`` with every key-shaped word (16+ key characters mixing letters and
-    digits) replaced by ``****``, except the words in ``keep``.
+    """Return ``line`` with every key-shaped word (16+ key characters mixing digits with
+    capitals, 24+ mixed-case, or 32+ hex) replaced by ``****``, except the words in ``keep``.
 
     A failing helper's secrets are unknown to us, so value-based redaction cannot catch a
     key it echoed to stderr; masking anything that looks like a key does.
     """
     def mask(match: re.Match[str]) -> str:
         word = match.group(0)
-        if word in keep or not (any(c.isdigit() for c in word) and any(c.isalpha() for c in word)):
-            return word
-        return REDACTED
+        return REDACTED if word not in keep and _is_key_shaped(word) else word
     return _KEY_SHAPED_RE.sub(mask, line)
 
 

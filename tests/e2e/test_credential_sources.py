@@ -161,6 +161,28 @@ def test_aembit_edge_authenticates_then_syncs_with_the_policy_credentials(
     _assert_clean(stack, (session_token, identity, fake.bearer), result.stderr, result.stdout)
 
 
+def test_restore_fetches_its_own_credentials_from_the_configured_source(
+    small_stack: Stack, secrets_dir: Path, session_token: str
+) -> None:
+    stack = small_stack
+    fake, server, identity = _aembit(stack, secrets_dir, session_token)
+    env = {"CREDENTIALS_DIRECTORY": str(secrets_dir)}
+    target = stack.tmp / "restored"
+    try:
+        backup = stack.run("run", env=env)
+        restore = stack.run("restore", "--to", str(target), env=env)
+    finally:
+        server.stop()
+    _assert_synced(stack, backup)
+    assert restore.returncode == 0, restore.stderr
+    assert len([p for p in target.rglob("*") if p.is_file()]) == 20
+    assert "command=restore" in _audit(restore.stderr)
+    assert "source=aembit-edge" in _audit(restore.stderr)
+    assert [e["event"] for e in fake.events].count("access.credential") == 2
+    _assert_clean(stack, (session_token, identity, fake.bearer), backup.stderr,
+                  restore.stderr, restore.stdout)
+
+
 # --- cloudflare-temp -------------------------------------------------------------------------
 
 def _cloudflare(stack: Stack, session_token: str) -> tuple[CloudflareFake, Loopback, str]:
