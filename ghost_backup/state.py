@@ -220,7 +220,7 @@ def format_last_run(record: LastRun | None, *, now: datetime, path: Path) -> str
         lines.append(f"credentials:   requested {_ts(record.credential_requested_at)}, "
                      "none usable received")
     else:
-        lines.append("credentials:   none requested (the run stopped before the fetch)")
+        lines.append("credentials:   none received (the run stopped before or at the fetch)")
     if record.last_success_at is not None:
         since = (now - record.last_success_at).total_seconds() / 3600
         lines.append(f"last success:  {_ts(record.last_success_at)} ({since:.1f} h ago, run "
