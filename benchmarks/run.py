@@ -1,0 +1,722 @@
+"""`make bench`: what ghost-backup costs next to rclone alone, on a loopback S3 endpoint.
+
+Three ways to run the same ``rclone sync`` (argv from ``ghost_backup.rclone.build_sync_argv``,
+so every contestant passes rclone exactly the flags ghost-backup passes):
+
+  bare   rclone with the keys already in its environment: the floor;
+  shell  benchmarks/baseline.sh, the ticket's flow: curl + jq + export + rclone;
+  ghost  ``ghost-backup run``: proxy fetch, tmpfs config, supervised child, parsed JSON log.
+
+They run in one process, against one ``rclone serve s3`` and one dev credential proxy, in
+alternating order (bare, shell, ghost, then ghost, shell, bare, ...), so slow drift of a
+shared machine hits every contestant alike; each repetition yields a pair ratio ghost/bare
+and the table reports the median pair ratio with its spread. Figures, not tests: nothing
+here asserts a target, the table only marks it. ``--quick`` shrinks every size to a smoke run
+(tests/bench/test_bench_smoke.py); the method and the reference numbers are in
+docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+from ghost_backup import rclone as rclone_cmd
+from ghost_backup.devproxy import DevProxy, ProxyState
+from ghost_backup.devstack import S3Server, canary_keys, start_s3_server
+from ghost_backup.logs import Redactor, TailHandler, setup_logging
+from ghost_backup.notify import NullNotifier, StatusThrottle
+from ghost_backup.orchestrator import log_rclone_event
+from ghost_backup.progress import LogEvent, format_progress, parse_line
+from ghost_backup.settings import RcloneSettings, Settings, parse_settings
+from ghost_backup.supervisor import StopRequest, run_child
+
+BIN = Path(sys.executable).parent
+RCLONE = str(BIN / "rclone")
+GHOST_BACKUP = str(BIN / "ghost-backup")
+BASELINE = Path(__file__).resolve().parent / "baseline.sh"
+BUCKET = "bench"
+MIB = 1 << 20
+MB = 1_000_000
+CREDENTIAL_TTL_SECONDS = 3600
+# ghost-backup derives --max-duration from the credentials' expiry minus the safety margin;
+# the bare and shell runs get the same bound so their argv match.
+MAX_DURATION_SECONDS = CREDENTIAL_TTL_SECONDS - 60
+RSS_POLL_SECONDS = 0.05
+
+# Targets from issue 8 (ratios are ghost-backup / bare rclone, same run).
+RATIO_TARGET = {"a": 1.03, "b": 1.03, "c": 1.05, "d": 1.03}
+STARTUP_TARGET_MS = 250
+RSS_TARGET_MB = 45
+RSS_FLAT_MB = 5
+PIPELINE_TARGET_LINES_PER_S = 100_000
+
+# Lines ghost-backup logs around its credential fetch and the spawn (orchestrator.py).
+MARK_REQUEST = "credential request:"
+MARK_RECEIVED = "credentials received:"
+MARK_SPAWNED = "rclone started (pid"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each scenario is; ``QUICK`` keeps the smoke run to seconds."""
+
+    small_files: int
+    many_files: int
+    large_files: int
+    large_file_bytes: int
+    reps: int
+    reps_many: int
+    startup_runs: int
+    pipeline_lines: int
+    tuning_reps: int
+
+
+FULL = Sizes(small_files=5000, many_files=50_000, large_files=4, large_file_bytes=256 * MIB,
+             reps=5, reps_many=3, startup_runs=10, pipeline_lines=200_000, tuning_reps=3)
+QUICK = Sizes(small_files=40, many_files=120, large_files=2, large_file_bytes=MIB,
+              reps=1, reps_many=1, startup_runs=1, pipeline_lines=3000, tuning_reps=1)
+
+# rclone tuning candidates for R2-like endpoints (issue 8): rclone's own defaults, what we ship
+# (RcloneSettings' defaults), and more parallelism.
+TUNINGS: dict[str, dict[str, Any]] = {
+    "rclone defaults": {"fast_list": False, "transfers": 4, "checkers": 8},
+    "shipped": {},
+    "fast-list, 16/32": {"fast_list": True, "transfers": 16, "checkers": 32},
+    "16/32": {"fast_list": False, "transfers": 16, "checkers": 32},
+}
+
+
+class BenchFailed(RuntimeError):
+    """A contestant did not finish cleanly: the figures would be meaningless."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One timed run: wall seconds and, for ghost-backup, its own peak RSS (VmHWM) in kB."""
+
+    wall: float
+    peak_rss_kb: int | None = None
+
+
+@dataclass
+class Bench:
+    """The loopback stack every contestant talks to, and the trees they sync."""
+
+    root: Path
+    s3: S3Server
+    proxy: DevProxy
+    _ids: Iterator[int] = field(default_factory=count)
+
+    @property
+    def bucket_dir(self) -> Path:
+        """Return the folder that holds the bucket's objects."""
+        return self.s3.bucket_dir(BUCKET)
+
+    def fresh_prefix(self, name: str) -> str:
+        """Return a destination prefix no run has used: a first sync every time."""
+        return f"{name}-{next(self._ids):04d}"
+
+    def drop_prefix(self, prefix: str) -> None:
+        """Delete a used prefix's objects (outside any timing) to keep /dev/shm small."""
+        shutil.rmtree(self.bucket_dir / prefix, ignore_errors=True)
+
+    def raw_config(self, source: Path, prefix: str, tuning: dict[str, Any]) -> dict[str, Any]:
+        """Return ghost-backup's configuration for one run, as TOML data."""
+        return {
+            "source": {"path": str(source), "require_mountpoint": False},
+            "destination": {"bucket": BUCKET, "endpoint": self.s3.endpoint, "path": prefix},
+            "credentials": {"url": self.proxy.url()},
+            "rclone": {"binary": RCLONE, **tuning},
+            "runtime": {"dir": str(self.root / "runtime")},
+            "state": {"dir": str(self.root / "state")},
+        }
+
+    def settings(self, source: Path, prefix: str, tuning: dict[str, Any]) -> Settings:
+        """Return validated settings, as ghost-backup itself would load them."""
+        return parse_settings(self.raw_config(source, prefix, tuning), {})
+
+    def sync_argv(self, settings: Settings) -> tuple[str, ...]:
+        """Return the rclone argv ghost-backup would build, for the bare and shell runs."""
+        work = self.root / "work"
+        work.mkdir(exist_ok=True)
+        config = self.root / rclone_cmd.CONFIG_NAME
+        config.write_text(rclone_cmd.render_config(settings), encoding="utf-8")
+        return rclone_cmd.build_sync_argv(settings, config_path=config, work_dir=work,
+                                          max_duration_seconds=MAX_DURATION_SECONDS)
+
+    def base_env(self) -> dict[str, str]:
+        """Return the minimal environment every contestant starts from."""
+        return {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(self.root), "LANG": "C.UTF-8"}
+
+
+# --- the contestants ---------------------------------------------------------------------
+
+def run_bare(bench: Bench, settings: Settings, log: Path) -> Sample:
+    """Run rclone alone, the keys already in its environment."""
+    env = bench.base_env() | {
+        "RCLONE_CONFIG_R2_ACCESS_KEY_ID": bench.s3.access_key_id,
+        "RCLONE_CONFIG_R2_SECRET_ACCESS_KEY": bench.s3.secret_access_key,
+    }
+    return run_timed(bench.sync_argv(settings), env, log)
+
+
+def run_shell(bench: Bench, settings: Settings, log: Path) -> Sample:
+    """Run the ticket's shell flow: curl + jq + export + rclone."""
+    env = bench.base_env() | {"PROXY_URL": bench.proxy.url()}
+    return run_timed(["bash", str(BASELINE), *bench.sync_argv(settings)], env, log)
+
+
+def write_ghost_config(bench: Bench, settings: Settings) -> Path:
+    """Write ghost-backup's config file for ``settings`` and return its path."""
+    path = bench.root / "config.toml"
+    data = settings.model_dump(mode="json", exclude_none=True)
+    path.write_text(render_toml(data), encoding="utf-8")
+    return path
+
+
+def run_ghost(bench: Bench, settings: Settings, log: Path) -> Sample:
+    """Run ``ghost-backup run``, sampling its own peak RSS (rclone excluded)."""
+    argv = [GHOST_BACKUP, "--config", str(write_ghost_config(bench, settings)), "run"]
+    return run_timed(argv, bench.base_env(), log, sample_rss=True)
+
+
+CONTESTANTS: dict[str, Callable[[Bench, Settings, Path], Sample]] = {
+    "bare": run_bare, "shell": run_shell, "ghost": run_ghost,
+}
+
+
+def read_peak_rss_kb(pid: int) -> int:
+    """Return VmHWM (peak resident set, kB) of ``pid``, or 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_timed(argv: Sequence[str], env: dict[str, str], log: Path, *,
+              sample_rss: bool = False) -> Sample:
+    """Run ``argv`` to completion, output appended to ``log``; return its wall time.
+
+    Every contestant is waited for the same way (a 50 ms poll), so the poll costs them alike.
+    """
+    peak = 0
+    with log.open("ab") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(argv), env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=out)
+        while True:
+            try:
+                proc.wait(timeout=RSS_POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                if sample_rss:
+                    peak = max(peak, read_peak_rss_kb(proc.pid))
+        wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-5:]
+        raise BenchFailed(f"{Path(argv[0]).name} exited {proc.returncode}: " + " | ".join(tail))
+    return Sample(wall, peak or None)
+
+
+# --- scenarios -----------------------------------------------------------------------------
+
+def make_small_tree(root: Path, files: int, *, seed: int) -> Path:
+    """Create ``files`` files of 1 B..4 KiB, 250 to a folder, under ``root``; return root."""
+    rnd = random.Random(seed)
+    for i in range(files):
+        folder = root / f"dir{i // 250:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"file-{i:06d}.dat").write_bytes(rnd.randbytes(rnd.randint(1, 4096)))
+    return root
+
+
+def make_large_tree(root: Path, files: int, size: int) -> Path:
+    """Create ``files`` files of ``size`` random bytes under ``root``; return root."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        with (root / f"large-{i}.bin").open("wb") as out:
+            left = size
+            while left:
+                block = min(left, 16 * MIB)
+                out.write(os.urandom(block))
+                left -= block
+    return root
+
+
+@dataclass
+class ScenarioResult:
+    """Every sample of one scenario, per contestant, in run order."""
+
+    name: str
+    title: str
+    files: int
+    samples: dict[str, list[Sample]]
+
+    def median_wall(self, who: str) -> float:
+        """Return the contestant's median wall time."""
+        return statistics.median(s.wall for s in self.samples[who])
+
+    def pair_ratios(self, who: str) -> list[float]:
+        """Return ``who``/bare for each repetition (the two ran back to back)."""
+        return [w.wall / b.wall for w, b in zip(self.samples[who], self.samples["bare"],
+                                               strict=True)]
+
+    def peak_rss_mb(self) -> float | None:
+        """Return ghost-backup's largest peak RSS over the repetitions, in MB."""
+        peaks = [s.peak_rss_kb for s in self.samples["ghost"] if s.peak_rss_kb]
+        return max(peaks) * 1024 / MB if peaks else None
+
+
+def run_order(rep: int) -> list[str]:
+    """Return the contestants' order for repetition ``rep``: forward, then reversed."""
+    names = list(CONTESTANTS)
+    return names if rep % 2 == 0 else names[::-1]
+
+
+def compare(bench: Bench, name: str, title: str, source: Path, files: int, *, reps: int,
+            first_sync: bool) -> ScenarioResult:
+    """Run every contestant ``reps`` times on ``source``, alternating the order.
+
+    ``first_sync``: each run gets an empty destination prefix. Otherwise all runs sync into
+    one prefix that already holds the tree (nothing to transfer, every file checked).
+    """
+    samples: dict[str, list[Sample]] = {who: [] for who in CONTESTANTS}
+    synced = f"{name}-synced"
+    if not first_sync:
+        run_bare(bench, bench.settings(source, synced, {}), bench.root / f"{name}-setup.log")
+    for rep in range(reps):
+        for who in run_order(rep):
+            prefix = bench.fresh_prefix(name) if first_sync else synced
+            settings = bench.settings(source, prefix, {})
+            sample = CONTESTANTS[who](bench, settings, bench.root / f"{name}-{who}.log")
+            samples[who].append(sample)
+            if first_sync:
+                bench.drop_prefix(prefix)
+        progress(f"  {name} rep {rep + 1}/{reps}: " + ", ".join(
+            f"{who} {samples[who][-1].wall:.2f}s" for who in CONTESTANTS))
+    return ScenarioResult(name, title, files, samples)
+
+
+# --- start-up cost -------------------------------------------------------------------------
+
+@dataclass
+class StartupResult:
+    """ghost-backup's fixed cost, from process start to rclone spawned, in ms."""
+
+    total_ms: list[float]
+    fetch_ms: list[float]
+    python_bare_ms: float
+    import_ms: float
+    heaviest_imports_ms: list[tuple[str, float]]
+
+    def without_fetch_ms(self) -> list[float]:
+        """Return start-up minus the credential fetch (the proxy's latency)."""
+        return [t - f for t, f in zip(self.total_ms, self.fetch_ms, strict=True)]
+
+
+def measure_startup(bench: Bench, source: Path, runs: int) -> StartupResult:
+    """Time ghost-backup's own lines as they arrive: start, fetch begin/end, rclone spawned."""
+    prefix = "startup"
+    settings = bench.settings(source, prefix, {})
+    run_bare(bench, settings, bench.root / "startup-setup.log")
+    argv = [GHOST_BACKUP, "--config", str(write_ghost_config(bench, settings)), "run"]
+    totals: list[float] = []
+    fetches: list[float] = []
+    for _ in range(runs + 1):  # the first run only warms caches
+        marks: dict[str, float] = {}
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, env=bench.base_env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            now = time.perf_counter()
+            line = raw.decode("utf-8", "replace")
+            for mark in (MARK_REQUEST, MARK_RECEIVED, MARK_SPAWNED):
+                if mark in line:
+                    marks.setdefault(mark, now)
+        if proc.wait() != 0 or len(marks) != 3:
+            raise BenchFailed(f"start-up run failed (exit {proc.returncode}, marks {marks})")
+        totals.append((marks[MARK_SPAWNED] - start) * 1000)
+        fetches.append((marks[MARK_RECEIVED] - marks[MARK_REQUEST]) * 1000)
+    python_bare = statistics.median(time_python(["-c", "pass"]) for _ in range(5))
+    with_imports = statistics.median(
+        time_python(["-c", "import ghost_backup.cli"]) for _ in range(5))
+    return StartupResult(totals[1:], fetches[1:], python_bare, with_imports - python_bare,
+                         heaviest_imports())
+
+
+def time_python(args: list[str]) -> float:
+    """Return the wall time of ``python args`` in ms."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *args], check=True)
+    return (time.perf_counter() - start) * 1000
+
+
+def heaviest_imports(top: int = 6) -> list[tuple[str, float]]:
+    """Return the slowest top-level imports under ``import ghost_backup.cli`` (-X importtime)."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import ghost_backup.cli"],
+                         capture_output=True, text=True, check=True).stderr
+    # Lines read "import time: self [us] | cumulative | name", the name indented by depth;
+    # depth 1 below ghost_backup's own modules is what our code pulls in.
+    found: dict[str, float] = {}
+    for line in out.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) != 3 or not parts[1].strip().isdigit():
+            continue
+        name = parts[2].rstrip()
+        root = name.strip().split(".")[0]
+        if len(name) - len(name.lstrip()) == 1 or root == "ghost_backup":
+            found[name.strip()] = max(found.get(name.strip(), 0.0), int(parts[1]) / 1000)
+    ranked = sorted(found.items(), key=lambda item: item[1], reverse=True)
+    return [(name, ms) for name, ms in ranked if name != "ghost_backup.cli"][:top]
+
+
+# --- the JSON-line pipeline ----------------------------------------------------------------
+
+@dataclass
+class PipelineResult:
+    """Lines per second through parse + format + log, on one pinned core."""
+
+    lines: int
+    in_process_lines_per_s: float
+    through_pipe_lines_per_s: float
+
+
+def record_rclone_log(bench: Bench, source: Path) -> list[bytes]:
+    """Sync ``source`` with bare rclone at INFO and return its stderr lines (per-file JSON)."""
+    prefix = bench.fresh_prefix("record")
+    log = bench.root / "recorded.log"
+    log.unlink(missing_ok=True)
+    run_bare(bench, bench.settings(source, prefix, {"stats_interval_seconds": 1}), log)
+    bench.drop_prefix(prefix)
+    return [line for line in log.read_bytes().splitlines(keepends=True) if line.strip()]
+
+
+def measure_pipeline(bench: Bench, recorded: list[bytes], total: int) -> PipelineResult:
+    """Feed a recorded rclone log through the supervisor's path, pinned to one core.
+
+    In process: ``parse_line`` + ``log_rclone_event`` with the real redacting handler (journal
+    prefixes) to /dev/null plus the run's tail handler. Through a pipe: ``run_child`` reading
+    ``cat`` of the same log in 64 KiB chunks, exactly as it reads rclone.
+    """
+    lines = [recorded[i % len(recorded)] for i in range(total)]
+    path = bench.root / "pipeline.log"
+    path.write_bytes(b"".join(lines))
+    cpu = min(os.sched_getaffinity(0))
+    saved_affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})  # the cat child inherits the same single core
+    redactor = Redactor()
+    redactor.add(["BENCHSECRETVALUE0001", "bench-secret-value-0002"])
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    status = StatusThrottle(NullNotifier(), 5.0, time.monotonic)
+
+    def on_event(event: LogEvent) -> None:  # the orchestrator's on_event, minus systemd
+        log_rclone_event(event)
+        if event.stats is not None:
+            status.update(format_progress(event.stats))
+
+    try:
+        with Path(os.devnull).open("w", encoding="utf-8") as devnull:
+            setup_logging(redactor, journal=True, stream=devnull)
+            root.addHandler(TailHandler(redactor))
+            texts = [line.decode("utf-8") for line in lines]
+            start = time.perf_counter()
+            for text in texts:
+                on_event(parse_line(text))
+            in_process = total / (time.perf_counter() - start)
+            start = time.perf_counter()
+            result = run_child(["cat", str(path)], {"PATH": "/usr/bin:/bin"},
+                               on_event=on_event, on_started=lambda _pid: None,
+                               on_tick=lambda: None, stop=StopRequest(), tick_seconds=1.0,
+                               stall_timeout_seconds=3600, term_timeout_seconds=5)
+            through_pipe = total / (time.perf_counter() - start)
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        os.sched_setaffinity(0, saved_affinity)
+    if result.returncode != 0:
+        raise BenchFailed(f"cat exited {result.returncode}")
+    return PipelineResult(total, in_process, through_pipe)
+
+
+# --- rclone tuning -------------------------------------------------------------------------
+
+@dataclass
+class TuningResult:
+    """files/s of bare rclone per flag set, on a first sync and on a no-change sync."""
+
+    files: int
+    first_sync: dict[str, list[float]]
+    no_change: dict[str, list[float]]
+
+
+def measure_tuning(bench: Bench, source: Path, files: int, reps: int) -> TuningResult:
+    """Time bare rclone under each flag set in :data:`TUNINGS`, alternating the order."""
+    first: dict[str, list[float]] = {name: [] for name in TUNINGS}
+    again: dict[str, list[float]] = {name: [] for name in TUNINGS}
+    run_bare(bench, bench.settings(source, "tuning-synced", {}), bench.root / "tuning.log")
+    names = list(TUNINGS)
+    for rep in range(reps):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            prefix = bench.fresh_prefix("tuning")
+            settings = bench.settings(source, prefix, TUNINGS[name])
+            first[name].append(files / run_bare(bench, settings, bench.root / "tuning.log").wall)
+            bench.drop_prefix(prefix)
+            settings = bench.settings(source, "tuning-synced", TUNINGS[name])
+            again[name].append(files / run_bare(bench, settings, bench.root / "tuning.log").wall)
+        progress(f"  tuning rep {rep + 1}/{reps} done")
+    return TuningResult(files, first, again)
+
+
+# --- output --------------------------------------------------------------------------------
+
+def render_toml(data: dict[str, Any]) -> str:
+    """Return ``data`` (sections of scalars and lists) as TOML."""
+    def value(item: Any) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, int | float):
+            return str(item)
+        if isinstance(item, list | tuple):
+            return "[" + ", ".join(value(v) for v in item) + "]"
+        return json.dumps(str(item))
+
+    out = []
+    for section, values in data.items():
+        out.append(f"[{section}]")
+        out += [f"{key} = {value(val)}" for key, val in values.items()]
+        out.append("")
+    return "\n".join(out)
+
+
+def progress(text: str) -> None:
+    """Print a progress line to stderr (the table goes to stdout)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Return a plain-text table with columns aligned."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def spread(values: Sequence[float]) -> str:
+    """Return ``median (min..max)`` of ratios."""
+    med = statistics.median(values)
+    return f"{med:.3f} ({min(values):.3f}..{max(values):.3f})"
+
+
+def mark(ok: bool) -> str:
+    """Return the verdict cell."""
+    return "ok" if ok else "MISSED"
+
+
+def report(results: dict[str, Any]) -> str:
+    """Return every table for the figures gathered."""
+    parts = []
+    scenarios: list[ScenarioResult] = results.get("scenarios", [])
+    if scenarios:
+        rows = []
+        for sc in scenarios:
+            ratios = sc.pair_ratios("ghost")
+            rss = sc.peak_rss_mb()
+            rows.append([
+                f"({sc.name}) {sc.title}", str(sc.files), str(len(sc.samples["bare"])),
+                f"{sc.median_wall('bare'):.2f}", f"{sc.median_wall('shell'):.2f}",
+                f"{sc.median_wall('ghost'):.2f}", spread(sc.pair_ratios("shell")),
+                spread(ratios), f"<={RATIO_TARGET[sc.name]}",
+                mark(statistics.median(ratios) <= RATIO_TARGET[sc.name]),
+                f"{rss:.1f}" if rss is not None else "-",
+            ])
+        parts.append(table(
+            ["scenario", "files", "reps", "bare s", "shell s", "ghost s",
+             "shell/bare", "ghost/bare", "target", "", "ghost RSS MB"], rows))
+        by_name = {sc.name: sc for sc in scenarios}
+        peaks = [p for sc in scenarios if (p := sc.peak_rss_mb()) is not None]
+        if peaks:
+            lines = [f"supervisor peak RSS (VmHWM, rclone excluded): max {max(peaks):.1f} MB, "
+                     f"target <= {RSS_TARGET_MB} MB: {mark(max(peaks) <= RSS_TARGET_MB)}"]
+            small, many = by_name.get("a"), by_name.get("c")
+            rss_a = small.peak_rss_mb() if small else None
+            rss_c = many.peak_rss_mb() if many else None
+            if rss_a is not None and rss_c is not None:
+                lines.append(f"RSS growth (c) - (a): {rss_c - rss_a:+.1f} MB, target <= "
+                             f"{RSS_FLAT_MB} MB: {mark(rss_c - rss_a <= RSS_FLAT_MB)}")
+            parts.append("\n".join(lines))
+    startup: StartupResult | None = results.get("startup")
+    if startup is not None:
+        net = startup.without_fetch_ms()
+        net_ok = statistics.median(net) <= STARTUP_TARGET_MS
+        imports = ", ".join(f"{name} {ms:.0f}" for name, ms in startup.heaviest_imports_ms)
+        parts.append("\n".join([
+            f"start-up, process start to rclone spawned ({len(net)} runs, median):",
+            f"  total {statistics.median(startup.total_ms):.0f} ms, credential fetch "
+            f"{statistics.median(startup.fetch_ms):.0f} ms, without the fetch "
+            f"{statistics.median(net):.0f} ms (min {min(net):.0f}, max {max(net):.0f}), "
+            f"target <= {STARTUP_TARGET_MS} ms: {mark(net_ok)}",
+            f"  of which: python itself {startup.python_bare_ms:.0f} ms, "
+            f"import ghost_backup.cli {startup.import_ms:.0f} ms",
+            f"  heaviest imports (cumulative ms): {imports}",
+        ]))
+    pipeline: PipelineResult | None = results.get("pipeline")
+    if pipeline is not None:
+        worst = min(pipeline.in_process_lines_per_s, pipeline.through_pipe_lines_per_s)
+        parts.append(
+            f"JSON-line pipeline, one core, {pipeline.lines} recorded rclone INFO lines:\n"
+            f"  parse + log in process {pipeline.in_process_lines_per_s:,.0f} lines/s; "
+            f"through run_child's pipe {pipeline.through_pipe_lines_per_s:,.0f} lines/s; "
+            f"target >= {PIPELINE_TARGET_LINES_PER_S:,}: "
+            f"{mark(worst >= PIPELINE_TARGET_LINES_PER_S)}")
+    tuning: TuningResult | None = results.get("tuning")
+    if tuning is not None:
+        rows = []
+        for name, extra in TUNINGS.items():
+            rc = RcloneSettings(**extra)
+            flags = (f"{'--fast-list ' if rc.fast_list else ''}--transfers {rc.transfers} "
+                     f"--checkers {rc.checkers}")
+            rows.append([name, flags, f"{statistics.median(tuning.first_sync[name]):.0f}",
+                         f"{statistics.median(tuning.no_change[name]):.0f}"])
+        parts.append(f"rclone tuning, bare rclone, {tuning.files} small files, files/s "
+                     "(median):\n" + table(["flags", "argv", "(a) first sync files/s",
+                                            "(b) no change files/s"], rows))
+    return "\n\n".join(parts)
+
+
+def to_json(results: dict[str, Any]) -> dict[str, Any]:
+    """Return the raw figures as JSON-able data."""
+    return {key: [asdict(v) for v in value] if isinstance(value, list) else
+            (asdict(value) if hasattr(value, "__dataclass_fields__") else value)
+            for key, value in results.items()}
+
+
+# --- main ----------------------------------------------------------------------------------
+
+STEPS = ("a", "b", "c", "d", "startup", "pipeline", "tuning")
+
+
+def machine() -> dict[str, str]:
+    """Return what the figures were measured on."""
+    cpu = next((line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "?")
+    version = subprocess.run([RCLONE, "version"], capture_output=True, text=True,
+                             check=True).stdout.splitlines()[0]
+    return {"nproc": str(os.cpu_count()), "cpu": cpu, "rclone": version,
+            "python": sys.version.split()[0], "load": " ".join(
+                Path("/proc/loadavg").read_text().split()[:3])}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Return the command line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        default=os.environ.get("GHOST_BENCH_QUICK") == "1",
+                        help="tiny sizes, one repetition: a smoke run (also GHOST_BENCH_QUICK=1)")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per scenario")
+    parser.add_argument("--only", default=",".join(STEPS),
+                        help=f"comma-separated steps among {','.join(STEPS)}")
+    parser.add_argument("--json", type=Path, default=None, help="also write raw figures here")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the selected steps and print the tables."""
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    if args.reps is not None:
+        sizes = Sizes(**(asdict(sizes) | {"reps": args.reps,
+                                          "reps_many": min(args.reps, sizes.reps_many)}))
+    steps = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        progress(f"unknown steps: {', '.join(sorted(unknown))}")
+        return 2
+    # /dev/shm: the trees and the S3 store live in RAM, so disk noise stays out of the ratios.
+    root = Path(tempfile.mkdtemp(prefix="ghost-bench-", dir="/dev/shm"))
+    access, secret = canary_keys("bench")
+    s3 = start_s3_server(RCLONE, root / "s3", access, secret, log_path=root / "s3.log")
+    proxy = DevProxy(ProxyState(access, secret, ttl_seconds=CREDENTIAL_TTL_SECONDS)).start()
+    bench = Bench(root, s3, proxy)
+    bench.bucket_dir.mkdir(exist_ok=True)
+    results: dict[str, Any] = {"machine": machine(), "sizes": asdict(sizes)}
+    try:
+        progress(f"scratch {root}; building trees")
+        small = make_small_tree(root / "small", sizes.small_files, seed=1)
+        for contestant in CONTESTANTS.values():  # warm-up: page cache, .pyc, the proxy
+            contestant(bench, bench.settings(small, "warmup", {}), root / "warmup.log")
+        scenarios = []
+        if "a" in steps:
+            scenarios.append(compare(bench, "a", "small files, first sync", small,
+                                     sizes.small_files, reps=sizes.reps, first_sync=True))
+        if "b" in steps:
+            scenarios.append(compare(bench, "b", "same tree, no change", small,
+                                     sizes.small_files, reps=sizes.reps, first_sync=False))
+        if "c" in steps:
+            many = make_small_tree(root / "many", sizes.many_files, seed=2)
+            scenarios.append(compare(bench, "c", "many files at INFO, first sync", many,
+                                     sizes.many_files, reps=sizes.reps_many, first_sync=True))
+            shutil.rmtree(many)
+        if "d" in steps:
+            large = make_large_tree(root / "large", sizes.large_files, sizes.large_file_bytes)
+            scenarios.append(compare(
+                bench, "d", f"{sizes.large_files} large files, "
+                f"{sizes.large_files * sizes.large_file_bytes // MIB} MiB", large,
+                sizes.large_files, reps=sizes.reps, first_sync=True))
+            shutil.rmtree(large)
+        if scenarios:
+            results["scenarios"] = scenarios
+        if "startup" in steps:
+            progress("  start-up")
+            results["startup"] = measure_startup(bench, small, sizes.startup_runs)
+        if "pipeline" in steps:
+            progress("  pipeline")
+            recorded = record_rclone_log(bench, small)
+            results["pipeline"] = measure_pipeline(bench, recorded, sizes.pipeline_lines)
+        if "tuning" in steps:
+            results["tuning"] = measure_tuning(bench, small, sizes.small_files,
+                                               sizes.tuning_reps)
+    except BenchFailed as err:
+        progress(f"benchmark failed: {err}")
+        return 1
+    finally:
+        proxy.stop()
+        s3.stop()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    info = results["machine"]
+    print(f"machine: {info['nproc']} x {info['cpu']}, {info['rclone']}, python "
+          f"{info['python']}, load at start {info['load']}"
+          f"{' (QUICK: smoke sizes, figures meaningless)' if args.quick else ''}")
+    print()
+    print(report(results))
+    if args.json is not None:
+        args.json.write_text(json.dumps(to_json(results), indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
