@@ -436,7 +436,8 @@ def measure_pipeline(bench: Bench, recorded: list[bytes], total: int) -> Pipelin
             status.update(format_progress(event.stats))
 
     try:
-        with Path(os.devnull).open("w", encoding="utf-8") as devnull:
+        # Line-buffered, like our stderr: one write(2) per record, as under journald.
+        with Path(os.devnull).open("w", encoding="utf-8", buffering=1) as devnull:
             setup_logging(redactor, journal=True, stream=devnull)
             root.addHandler(TailHandler(redactor))
             texts = [line.decode("utf-8") for line in lines]

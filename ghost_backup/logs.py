@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TextIO
 
@@ -30,13 +31,13 @@ def priority_for_level(levelno: int) -> int:
     return 7
 
 
+_LEVEL_BY_PRIORITY = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL,
+                      3: logging.ERROR, 4: logging.WARNING, 5: NOTICE, 6: logging.INFO}
+
+
 def level_for_priority(priority: int) -> int:
     """Return the logging level for a syslog priority (0..7)."""
-    if priority <= 2:
-        return logging.CRITICAL
-    return {3: logging.ERROR, 4: logging.WARNING, 5: NOTICE, 6: logging.INFO}.get(
-        priority, logging.DEBUG
-    )
+    return _LEVEL_BY_PRIORITY.get(priority, logging.CRITICAL if priority < 0 else logging.DEBUG)
 
 
 class Redactor:
@@ -76,10 +77,12 @@ class _Formatter(logging.Formatter):
         priority = getattr(record, "priority", None)
         if priority is None:
             priority = priority_for_level(record.levelno)
-        if self._journal:
-            # One journal entry per line, each with its priority.
-            return "\n".join(f"<{priority}>{line}" for line in text.splitlines() or [""])
-        return text
+        if not self._journal:
+            return text
+        if "\n" not in text and "\r" not in text:  # the common case: one rclone line
+            return f"<{priority}>{text}"
+        # One journal entry per line, each with its priority.
+        return "\n".join(f"<{priority}>{line}" for line in text.splitlines() or [""])
 
 
 def stderr_is_journal(env: Mapping[str, str], stream: TextIO = sys.stderr) -> bool:
@@ -102,6 +105,13 @@ def setup_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Every rclone line becomes a record (50,000 on a big night). Our formatter prints none of
+    # the caller, thread or process fields, so don't collect them per record: the logging
+    # HOWTO's "Optimization" section names exactly these switches. docs/performance.md.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # same HOWTO section: no findCaller() per record
     # urllib3 logs request URLs at DEBUG; keep it quiet even in verbose mode.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
@@ -112,11 +122,14 @@ class TailHandler(logging.Handler):
     def __init__(self, redactor: Redactor, size: int = 20) -> None:
         super().__init__(level=logging.INFO)
         self._redactor = redactor
-        self._size = size
-        self.lines: list[str] = []
+        # Records, formatted only when read: a run logs one line per file, an alert reads 20.
+        self._records: deque[logging.LogRecord] = deque(maxlen=size)
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Remember one record's message."""
-        self.lines.append(self._redactor.redact(record.getMessage())[:500])
-        if len(self.lines) > self._size:
-            del self.lines[0]
+        """Remember one record."""
+        self._records.append(record)
+
+    @property
+    def lines(self) -> list[str]:
+        """Return the remembered messages, oldest first, redacted, at most 500 characters."""
+        return [self._redactor.redact(record.getMessage())[:500] for record in self._records]
