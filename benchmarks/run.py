@@ -42,7 +42,7 @@ from ghost_backup.logs import Redactor, TailHandler, setup_logging
 from ghost_backup.notify import NullNotifier, StatusThrottle
 from ghost_backup.orchestrator import log_rclone_event
 from ghost_backup.progress import LogEvent, format_progress, parse_line
-from ghost_backup.settings import RcloneSettings, Settings, parse_settings
+from ghost_backup.settings import RcloneSettings, parse_settings
 from ghost_backup.supervisor import StopRequest, run_child
 
 BIN = Path(sys.executable).parent
@@ -146,12 +146,9 @@ class Bench:
             "state": {"dir": str(self.root / "state")},
         }
 
-    def settings(self, source: Path, prefix: str, tuning: dict[str, Any]) -> Settings:
-        """Return validated settings, as ghost-backup itself would load them."""
-        return parse_settings(self.raw_config(source, prefix, tuning), {})
-
-    def sync_argv(self, settings: Settings) -> tuple[str, ...]:
+    def sync_argv(self, raw: dict[str, Any]) -> tuple[str, ...]:
         """Return the rclone argv ghost-backup would build, for the bare and shell runs."""
+        settings = parse_settings(raw, {})  # validated as ghost-backup itself loads them
         work = self.root / "work"
         work.mkdir(exist_ok=True)
         config = self.root / rclone_cmd.CONFIG_NAME
@@ -166,36 +163,35 @@ class Bench:
 
 # --- the contestants ---------------------------------------------------------------------
 
-def run_bare(bench: Bench, settings: Settings, log: Path) -> Sample:
+def run_bare(bench: Bench, raw: dict[str, Any], log: Path) -> Sample:
     """Run rclone alone, the keys already in its environment."""
     env = bench.base_env() | {
         "RCLONE_CONFIG_R2_ACCESS_KEY_ID": bench.s3.access_key_id,
         "RCLONE_CONFIG_R2_SECRET_ACCESS_KEY": bench.s3.secret_access_key,
     }
-    return run_timed(bench.sync_argv(settings), env, log)
+    return run_timed(bench.sync_argv(raw), env, log)
 
 
-def run_shell(bench: Bench, settings: Settings, log: Path) -> Sample:
+def run_shell(bench: Bench, raw: dict[str, Any], log: Path) -> Sample:
     """Run the ticket's shell flow: curl + jq + export + rclone."""
     env = bench.base_env() | {"PROXY_URL": bench.proxy.url()}
-    return run_timed(["bash", str(BASELINE), *bench.sync_argv(settings)], env, log)
+    return run_timed(["bash", str(BASELINE), *bench.sync_argv(raw)], env, log)
 
 
-def write_ghost_config(bench: Bench, settings: Settings) -> Path:
-    """Write ghost-backup's config file for ``settings`` and return its path."""
+def write_ghost_config(bench: Bench, raw: dict[str, Any]) -> Path:
+    """Write ghost-backup's config file for ``raw`` and return its path."""
     path = bench.root / "config.toml"
-    data = settings.model_dump(mode="json", exclude_none=True)
-    path.write_text(render_toml(data), encoding="utf-8")
+    path.write_text(render_toml(raw), encoding="utf-8")
     return path
 
 
-def run_ghost(bench: Bench, settings: Settings, log: Path) -> Sample:
+def run_ghost(bench: Bench, raw: dict[str, Any], log: Path) -> Sample:
     """Run ``ghost-backup run``, sampling its own peak RSS (rclone excluded)."""
-    argv = [GHOST_BACKUP, "--config", str(write_ghost_config(bench, settings)), "run"]
+    argv = [GHOST_BACKUP, "--config", str(write_ghost_config(bench, raw)), "run"]
     return run_timed(argv, bench.base_env(), log, sample_rss=True)
 
 
-CONTESTANTS: dict[str, Callable[[Bench, Settings, Path], Sample]] = {
+CONTESTANTS: dict[str, Callable[[Bench, dict[str, Any], Path], Sample]] = {
     "bare": run_bare, "shell": run_shell, "ghost": run_ghost,
 }
 
@@ -302,12 +298,12 @@ def compare(bench: Bench, name: str, title: str, source: Path, files: int, *, re
     samples: dict[str, list[Sample]] = {who: [] for who in CONTESTANTS}
     synced = f"{name}-synced"
     if not first_sync:
-        run_bare(bench, bench.settings(source, synced, {}), bench.root / f"{name}-setup.log")
+        run_bare(bench, bench.raw_config(source, synced, {}), bench.root / f"{name}-setup.log")
     for rep in range(reps):
         for who in run_order(rep):
             prefix = bench.fresh_prefix(name) if first_sync else synced
-            settings = bench.settings(source, prefix, {})
-            sample = CONTESTANTS[who](bench, settings, bench.root / f"{name}-{who}.log")
+            raw = bench.raw_config(source, prefix, {})
+            sample = CONTESTANTS[who](bench, raw, bench.root / f"{name}-{who}.log")
             samples[who].append(sample)
             if first_sync:
                 bench.drop_prefix(prefix)
@@ -336,9 +332,9 @@ class StartupResult:
 def measure_startup(bench: Bench, source: Path, runs: int) -> StartupResult:
     """Time ghost-backup's own lines as they arrive: start, fetch begin/end, rclone spawned."""
     prefix = "startup"
-    settings = bench.settings(source, prefix, {})
-    run_bare(bench, settings, bench.root / "startup-setup.log")
-    argv = [GHOST_BACKUP, "--config", str(write_ghost_config(bench, settings)), "run"]
+    raw = bench.raw_config(source, prefix, {})
+    run_bare(bench, raw, bench.root / "startup-setup.log")
+    argv = [GHOST_BACKUP, "--config", str(write_ghost_config(bench, raw)), "run"]
     totals: list[float] = []
     fetches: list[float] = []
     for _ in range(runs + 1):  # the first run only warms caches
@@ -406,7 +402,7 @@ def record_rclone_log(bench: Bench, source: Path) -> list[bytes]:
     prefix = bench.fresh_prefix("record")
     log = bench.root / "recorded.log"
     log.unlink(missing_ok=True)
-    run_bare(bench, bench.settings(source, prefix, {"stats_interval_seconds": 1}), log)
+    run_bare(bench, bench.raw_config(source, prefix, {"stats_interval_seconds": 1}), log)
     bench.drop_prefix(prefix)
     return [line for line in log.read_bytes().splitlines(keepends=True) if line.strip()]
 
@@ -475,16 +471,16 @@ def measure_tuning(bench: Bench, source: Path, files: int, reps: int) -> TuningR
     """Time bare rclone under each flag set in :data:`TUNINGS`, alternating the order."""
     first: dict[str, list[float]] = {name: [] for name in TUNINGS}
     again: dict[str, list[float]] = {name: [] for name in TUNINGS}
-    run_bare(bench, bench.settings(source, "tuning-synced", {}), bench.root / "tuning.log")
+    run_bare(bench, bench.raw_config(source, "tuning-synced", {}), bench.root / "tuning.log")
     names = list(TUNINGS)
     for rep in range(reps):
         for name in names if rep % 2 == 0 else names[::-1]:
             prefix = bench.fresh_prefix("tuning")
-            settings = bench.settings(source, prefix, TUNINGS[name])
-            first[name].append(files / run_bare(bench, settings, bench.root / "tuning.log").wall)
+            raw = bench.raw_config(source, prefix, TUNINGS[name])
+            first[name].append(files / run_bare(bench, raw, bench.root / "tuning.log").wall)
             bench.drop_prefix(prefix)
-            settings = bench.settings(source, "tuning-synced", TUNINGS[name])
-            again[name].append(files / run_bare(bench, settings, bench.root / "tuning.log").wall)
+            raw = bench.raw_config(source, "tuning-synced", TUNINGS[name])
+            again[name].append(files / run_bare(bench, raw, bench.root / "tuning.log").wall)
         progress(f"  tuning rep {rep + 1}/{reps} done")
     return TuningResult(files, first, again)
 
@@ -668,7 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"scratch {root}; building trees")
         small = make_small_tree(root / "small", sizes.small_files, seed=1)
         for contestant in CONTESTANTS.values():  # warm-up: page cache, .pyc, the proxy
-            contestant(bench, bench.settings(small, "warmup", {}), root / "warmup.log")
+            contestant(bench, bench.raw_config(small, "warmup", {}), root / "warmup.log")
         scenarios = []
         if "a" in steps:
             scenarios.append(compare(bench, "a", "small files, first sync", small,
