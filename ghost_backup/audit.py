@@ -600,10 +600,10 @@ def _read_head(path: Path) -> _Head | None:
                  truncated=len(data) > MAX_FILE_BYTES)
 
 
-def _scan_file(path: Path, tally: _Tally, via: str = "") -> None:
+def _scan_file(path: Path, tally: _Tally, links_root: Path, via: str = "") -> None:
     if tally.over_budget():
         return
-    real = _resolve_link(path, tally.root)
+    real = _resolve_link(path, links_root)
     try:
         head = _read_head(real)
     except FileNotFoundError:
@@ -657,13 +657,16 @@ def _walk(top: Path, target: ScanTarget, tally: _Tally) -> Iterator[Path]:
 
 
 def _scan_pattern(pattern: str, target: ScanTarget, tally: _Tally, via: str = "") -> None:
+    """Read what ``pattern`` names: files directly, directories walked (a symlink given as
+    the target itself is followed, as ``/var/lib/ghost-backup`` is under ``DynamicUser=``)."""
+    links_root = tally.root if target.rebase else Path("/")
     has_glob = any(char in pattern for char in "*?[")
     # Path.glob cannot take an absolute pattern.
     paths = sorted(glob.glob(pattern)) if has_glob else [pattern]  # noqa: PTH207
     for name in paths:
-        path = Path(name)
+        path = _resolve_link(Path(name), links_root)
         try:
-            mode = os.lstat(path).st_mode
+            mode = path.stat().st_mode
         except FileNotFoundError:
             if target.required:
                 tally.unreadable.append(Skipped(name, "No such file or directory"))
@@ -673,9 +676,9 @@ def _scan_pattern(pattern: str, target: ScanTarget, tally: _Tally, via: str = ""
             continue
         if stat.S_ISDIR(mode):
             for found in _walk(path, target, tally):
-                _scan_file(found, tally, via)
-        elif not target.names or any(fnmatch.fnmatch(path.name, n) for n in target.names):
-            _scan_file(path, tally, via)
+                _scan_file(found, tally, links_root, via)
+        elif not target.names or any(fnmatch.fnmatch(Path(name).name, n) for n in target.names):
+            _scan_file(Path(name), tally, links_root, via)
 
 
 def read_host_locations(config: Path | None, env: Mapping[str, str],

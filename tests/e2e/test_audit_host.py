@@ -91,7 +91,7 @@ def _plant_host(root: Path) -> list[Planted]:
     unit_secret, env_id, env_secret = (_fresh(SHAPE_R2_SECRET), _fresh(SHAPE_R2_KEY_ID),
                                        _fresh(SHAPE_AWS_SECRET))
     legacy_id, legacy_secret = _fresh(SHAPE_AWS_KEY_ID), _fresh(SHAPE_R2_SECRET)
-    profile_secret = _fresh(SHAPE_AWS_SECRET)
+    profile_secret, state_secret = _fresh(SHAPE_AWS_SECRET), _fresh(SHAPE_R2_SECRET)
     account = secrets.token_hex(16)
     _write(root, "/root/.config/rclone/rclone.conf", "\n".join([
         "[r2]",
@@ -131,6 +131,9 @@ def _plant_host(root: Path) -> list[Planted]:
     _write(root, "/opt/legacy/etc/rclone.conf",
            f"[old]\ntype = s3\naccess_key_id = {legacy_id}\nsecret_access_key = {legacy_secret}\n")
     _write(root, "/etc/profile.d/r2.sh", f"export AWS_SECRET_ACCESS_KEY='{profile_secret}'\n")
+    # DynamicUser=: the state directory is a symlink into /var/lib/private.
+    _write(root, "/var/lib/private/ghost-backup/debug.env", f"R2_SECRET={state_secret}\n")
+    (root / "var/lib/ghost-backup").symlink_to("private/ghost-backup")
     return [
         Planted("/root/.config/rclone/rclone.conf", 4, r2_id),
         Planted("/root/.config/rclone/rclone.conf", 5, r2_secret),
@@ -142,6 +145,7 @@ def _plant_host(root: Path) -> list[Planted]:
         Planted("/opt/legacy/etc/rclone.conf", 3, legacy_id),
         Planted("/opt/legacy/etc/rclone.conf", 4, legacy_secret),
         Planted("/etc/profile.d/r2.sh", 1, profile_secret),
+        Planted("/var/lib/private/ghost-backup/debug.env", 1, state_secret),
     ]
 
 
