@@ -83,7 +83,7 @@ def build_sync_argv(
     """Return the argv for ``rclone sync`` of the source to the destination.
 
     ``max_duration_seconds`` bounds rclone inside the credentials' lifetime (soft cutoff:
-    no new transfers, deletes skipped, exit 10). ``archive_stamp`` names the dated folder
+    no new transfers, in-flight ones finish, exit 10). ``archive_stamp`` names the dated folder
     under ``destination.archive_path`` for ``--backup-dir``.
     """
     rc = settings.rclone
@@ -166,8 +166,8 @@ def classify_exit(returncode: int, *, terminated: bool, max_delete_hit: bool) ->
     if returncode == 10:
         return ExitClass(
             ExitCode.TEMPORARY,
-            "run cut off before the credentials expire (--max-duration); deletes were skipped, "
-            "the next run continues",
+            "run cut off before the credentials expire (--max-duration): not every file was "
+            "copied; the next run continues",
         )
     if returncode in (130, 143):
         return ExitClass(ExitCode.RCLONE_FAILED, f"rclone stopped by a signal (exit {returncode})")

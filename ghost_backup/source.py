@@ -28,13 +28,12 @@ def check_source(settings: SourceSettings) -> None:
             "the data really lives on the root filesystem)"
         )
     try:
-        with os.scandir(path) as entries:
-            empty = next(entries, None) is None
+        empty = not _holds_a_file(path)
     except OSError as err:
         raise SourceRefused(f"cannot list source {path}: {err.strerror}") from None
     if empty:
         raise SourceRefused(
-            f"source {path} is empty; refusing to sync (it would delete the whole backup)"
+            f"source {path} holds no files; refusing to sync (it would delete the whole backup)"
         )
     if settings.sentinel is not None and not (path / settings.sentinel).is_file():
         raise SourceRefused(
@@ -69,3 +68,15 @@ def check_restore_target(target: Path, source: SourceSettings, *, force: bool) -
                     "directory, or pass --force (files are overwritten, never deleted)"
                 )
     return resolved
+
+
+def _holds_a_file(path: Path) -> bool:
+    """Return True as soon as any non-directory entry is found below ``path``.
+
+    A tree of empty directories (a wiped disk, a half-restored one) counts as empty: rclone
+    would delete every object in the backup to mirror it. Stops at the first file found.
+    """
+    def fail(err: OSError) -> None:
+        raise err
+
+    return any(files for _root, _dirs, files in os.walk(path, onerror=fail))
