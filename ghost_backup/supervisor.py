@@ -9,6 +9,7 @@ would otherwise switch to native journald output and bypass us).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import selectors
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 _READ_SIZE = 1 << 16
 _BATCH_SECONDS = 0.02
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class StopRequest:
@@ -80,6 +83,21 @@ class ChildResult:
     duration_seconds: float
 
 
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """Return a pre-exec hook that gives the child SIGKILL when the supervisor dies.
+
+    Under systemd the cgroup is killed anyway; outside it, a SIGKILLed supervisor would
+    otherwise leave rclone running with live keys in its environment (prctl(2),
+    PR_SET_PDEATHSIG; the parent check closes the race with a parent that died first).
+    """
+    def hook() -> None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
+
+
 def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signum)
@@ -119,6 +137,8 @@ def run_child(
             # and on a busy host that made rclone ~25% slower (docs/performance.md).
             process_group=0,
             close_fds=True,
+            # Runs only prctl/getppid in the child; the CLI is single-threaded.
+            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
         )
     except OSError as err:
         os.close(read_fd)
@@ -164,12 +184,14 @@ def run_child(
             elif (not stalled and kill_at is None
                   and now - last_activity_at > stall_timeout_seconds):
                 stalled = True
-                log.error("rclone made no progress for %ds; stopping it", stall_timeout_seconds)
+                # A warning: the run's own error line reports the stall once.
+                log.warning("rclone made no progress for %ds; stopping it",
+                            stall_timeout_seconds)
                 _signal_group(proc, signal.SIGTERM)
                 kill_at = now + term_timeout_seconds
             if kill_at is not None and now >= kill_at and proc.poll() is None:
-                log.error("rclone did not exit within %ds of SIGTERM; killing it",
-                          term_timeout_seconds)
+                log.warning("rclone did not exit within %ds of SIGTERM; killing it",
+                            term_timeout_seconds)
                 _signal_group(proc, signal.SIGKILL)
                 kill_at = float("inf")
             on_tick()
