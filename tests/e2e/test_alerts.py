@@ -1,0 +1,66 @@
+"""Alerts from real runs: what the healthcheck and webhook receive, and that an alert which
+cannot be delivered is logged at error but never changes the backup's exit code."""
+
+from __future__ import annotations
+
+import pytest
+
+from ghost_backup.devstack import free_port
+from ghost_backup.errors import ExitCode
+from tests.helpers import Stack, error_lines, find_canaries, make_tree
+
+
+def _assert_no_canaries(stack: Stack, *texts: str) -> None:
+    assert find_canaries(stack.secrets, texts=[*texts, *stack.alerts.bodies()],
+                         dirs=[stack.tmp, stack.runtime_dir.parent]) == []
+
+
+def test_success_webhook_carries_host_run_id_outcome_and_summary_figures(stack: Stack) -> None:
+    make_tree(stack.source, 7)
+    stack.overrides["alerts"] = {"notify_success": True}
+    done = stack.run("run")
+    assert done.returncode == 0, done.stderr
+    [hook] = stack.alerts.webhooks()
+    assert hook["outcome"] == "success"
+    assert hook["exit_code"] == 0
+    assert hook["run_id"] in done.stderr
+    assert hook["host"]
+    assert hook["summary"]["files"] == 7
+    assert [p.path.split("?")[0] for p in stack.alerts.pings()] == ["/hc/3f1c/start", "/hc/3f1c"]
+    _assert_no_canaries(stack, done.stderr)
+
+
+def test_failure_ping_body_holds_the_error_and_the_last_log_lines(stack: Stack) -> None:
+    make_tree(stack.source, 2)
+    stack.proxy.state.mode = "wrong-keys"  # keys are handed out, then R2 refuses them
+    done = stack.run("run")
+    assert done.returncode == ExitCode.RCLONE_FAILED, done.stderr
+    fail = stack.alerts.pings()[-1]
+    assert fail.path.split("?")[0] == "/hc/3f1c/fail"
+    assert fail.body.splitlines()[0] == "rclone failed (uncategorised error) (exit 1)"
+    assert "rclone started" in fail.body
+    assert "SignatureDoesNotMatch" in fail.body or "403" in fail.body
+    _assert_no_canaries(stack, done.stderr)
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("ok", ExitCode.OK),
+    ("status:401", ExitCode.PROXY_DENIED),
+])
+def test_undeliverable_alerts_are_logged_at_error_and_never_change_the_exit_code(
+    stack: Stack, mode: str, expected: ExitCode
+) -> None:
+    make_tree(stack.source, 2)
+    stack.proxy.state.mode = mode
+    stack.alerts.answer_with(500)
+    stack.overrides["alerts"] = {
+        "healthcheck_url": f"http://127.0.0.1:{free_port()}/hc", "notify_success": True,
+        "attempts": 1,
+    }
+    done = stack.run("run")
+    assert done.returncode == expected, done.stderr
+    undelivered = [line for line in error_lines(done.stderr) if "could not be delivered" in line]
+    assert len(undelivered) == 3  # the start ping, the end ping, the webhook
+    assert any("alert to webhook could not be delivered (HTTP 500" in line
+               for line in undelivered)
+    _assert_no_canaries(stack, done.stderr)
