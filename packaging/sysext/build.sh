@@ -115,6 +115,13 @@ done
 install -m 0644 "$here/10-ghost-backup.conf" \
   "$app/usr/lib/systemd/system/timers.target.d/10-ghost-backup.conf"
 install -m 0644 "$here/config.example.toml" "$app/usr/share/ghost-backup/config.example.toml"
+# The units' example drop-ins, for operators to copy into /etc/systemd/system/UNIT.d/.
+for example in packaging/systemd/*.d/*.conf.example; do
+  [[ -e "$example" ]] || continue
+  dropin_dir="$app/usr/share/ghost-backup/examples/$(basename "$(dirname "$example")")"
+  mkdir -p "$dropin_dir"
+  install -m 0644 "$example" "$dropin_dir/"
+done
 write_extension_release "$app" ghost-backup
 app_image="$outdir/ghost-backup-$version-$arch.raw"
 make_image "$app" "$app_image"

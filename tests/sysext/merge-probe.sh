@@ -28,7 +28,7 @@ ghost-backup --version >"$out/version.txt" 2>&1
 rclone version >"$out/rclone-version.txt" 2>&1
 ls /usr/lib/systemd/system/timers.target.d >"$out/dropins.txt" 2>&1
 if [ $# -gt 0 ]; then
-  systemd-analyze verify "$@" >"$out/verify.log" 2>&1
+  systemd-analyze verify --man=no "$@" >"$out/verify.log" 2>&1
   echo $? >"$out/verify.rc"
 fi
 systemd-sysext unmerge >>"$out/merge.log" 2>&1

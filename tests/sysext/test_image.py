@@ -122,6 +122,12 @@ def test_app_image_carries_bundle_units_upholds_dropin_and_example_config(
     assert re.search(r"^\[Unit\]$", dropin, re.M)
     assert re.search(r"^Upholds=ghost-backup\.timer$", dropin, re.M)
 
+    examples = sorted(p.relative_to(REPO / "packaging/systemd").as_posix()
+                      for p in (REPO / "packaging/systemd").glob("*.d/*.conf.example"))
+    assert sorted(p.relative_to(tree / "usr/share/ghost-backup/examples").as_posix()
+                  for p in (tree / "usr/share/ghost-backup/examples").rglob("*.example")
+                  ) == examples
+
     example = tree / "usr/share/ghost-backup/config.example.toml"
     settings = parse_settings(tomllib.loads(example.read_text()), {})
     assert settings.source.path == Path("/var/mnt/storage")

@@ -53,6 +53,8 @@ def merged(sysext: SysextBuild, tmp_path_factory: pytest.TempPathFactory) -> Mer
     os_release = out / "os-release"
     os_release.write_text(FLATCAR_OS_RELEASE)
     units = [f"/usr/lib/systemd/system/{unit}" for unit in SHIPPED_UNITS]
+    if (REPO / "packaging/systemd/ghost-backup-alert@.service").exists():
+        units.append("ghost-backup-alert@ghost-backup.service.service")  # what OnFailure= starts
     argv = ["unshare", "-m", "--propagation", "private", "--", str(PROBE), str(out),
             str(os_release), f"ghost-backup={sysext.app_image}",
             f"rclone={sysext.rclone_image}", "--", *units]
