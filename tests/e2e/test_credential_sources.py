@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import shutil
+import struct
 import sys
 import tempfile
 import time
@@ -79,6 +81,15 @@ def _write_secret(directory: Path, name: str, content: str, mode: int = 0o400) -
     path.write_text(content)
     path.chmod(mode)
     return path
+
+
+def _grant_read_acl(path: Path, uid: int) -> None:
+    """Do what systemd's write_credential does for a non-root service user: 0400 root file
+    plus ``user:<uid>:r--`` (stat then shows 0440: the ACL mask sits in the group bits)."""
+    entries = [(0x01, 4, 0xFFFFFFFF), (0x02, 4, uid), (0x04, 0, 0xFFFFFFFF),
+               (0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
+    value = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    os.setxattr(path, "system.posix_acl_access", value)
 
 
 def _assert_synced(stack: Stack, result: Any, *, prefix: str = "") -> None:
@@ -280,14 +291,16 @@ def test_command_helper_output_syncs_and_its_stderr_is_logged_redacted(
 
 # --- systemd-credential ----------------------------------------------------------------------
 
-def test_systemd_credential_file_syncs(
+def test_systemd_credential_file_as_systemd_writes_it_syncs(
     small_stack: Stack, secrets_dir: Path, session_token: str
 ) -> None:
     stack = small_stack
     expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1800))
-    _write_secret(secrets_dir, "r2-backup", json.dumps({
+    path = _write_secret(secrets_dir, "r2-backup", json.dumps({
         "access_key_id": stack.s3.access_key_id, "secret_access_key": stack.s3.secret_access_key,
         "session_token": session_token, "expires_at": expiry}))
+    _grant_read_acl(path, os.geteuid())
+    assert oct(path.stat().st_mode & 0o777) == "0o440"
     stack.overrides["credentials"] = {"source": "systemd-credential"}
     result = stack.run("run", env={"CREDENTIALS_DIRECTORY": str(secrets_dir)})
     _assert_synced(stack, result)
@@ -332,7 +345,8 @@ def _command_case(mode: str, timeout: float = 10) -> Any:
     return setup
 
 
-def _file_case(content: str | None, mode: int = 0o400, *, symlink: bool = False) -> Any:
+def _file_case(content: str | None, mode: int = 0o400, *, symlink: bool = False,
+               acl_uid: int | None = None) -> Any:
     def setup(stack: Stack, secrets_dir: Path, token: str) -> Setup:
         stack.overrides["credentials"] = {"source": "systemd-credential"}
         if content is not None:
@@ -343,6 +357,8 @@ def _file_case(content: str | None, mode: int = 0o400, *, symlink: bool = False)
                                    text, mode)
             if symlink:
                 (secrets_dir / "r2-backup").symlink_to(target)
+            if acl_uid is not None:
+                _grant_read_acl(target, acl_uid)
         return [], ()
     return setup
 
@@ -375,6 +391,8 @@ HOSTILE = {
     "credential-file-missing": (_file_case(None), 69, "r2-backup is missing"),
     "credential-file-empty": (_file_case(""), 65, "is empty"),
     "credential-file-world-readable": (_file_case(_GOOD_FILE, 0o644), 65, "mode 0644"),
+    "credential-file-acl-for-another-user": (_file_case(_GOOD_FILE, acl_uid=65534), 65,
+                                             "accessible by uid 65534 (ACL)"),
     "credential-file-symlink": (_file_case(_GOOD_FILE, symlink=True), 65, "is a symlink"),
     "credential-file-garbage": (_file_case("KEY SECRET"), 65, "not valid JSON"),
 }

@@ -30,7 +30,16 @@ from ghost_backup.credential_sources.command import (
 )
 from ghost_backup.credential_sources.json_api import ApiAnswer
 from ghost_backup.credential_sources.secret_files import (
+    ACL_GROUP,
+    ACL_GROUP_OBJ,
+    ACL_MASK,
+    ACL_OTHER,
+    ACL_USER,
+    ACL_USER_OBJ,
+    AclEntry,
+    classify_file_access,
     credential_path,
+    parse_posix_acl,
     parse_secret_text,
     read_private_file,
 )
@@ -248,8 +257,8 @@ def test_default_source_is_http_json_named_after_the_url() -> None:
 # --- credential files ------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("mode", "content", "error", "phrase"), [
-    (0o644, "{}", CredentialsInvalid, "mode 0644"),
-    (0o640, "{}", CredentialsInvalid, "mode 0640"),
+    (0o644, "{}", CredentialsInvalid, "mode 0644 and is accessible by others"),
+    (0o640, "{}", CredentialsInvalid, "mode 0640 and is accessible by its group"),
     (0o400, "", CredentialsInvalid, "is empty"),
     (0o400, "\n  \n", CredentialsInvalid, "is empty"),
     (0o400, "x" * 2000, CredentialsInvalid, "larger than 1024 bytes"),
@@ -276,6 +285,43 @@ def test_credential_file_missing_symlinked_or_a_directory_is_refused(tmp_path: P
     with pytest.raises(CredentialsInvalid, match="not a regular file"):
         read_private_file(tmp_path / "dir", max_bytes=1024, what="credential")
     assert read_private_file(real, max_bytes=1024, what="credential") == b"{}"
+
+
+def _acl(*extra: AclEntry, group: int = 0, mask: int = 4, other: int = 0) -> tuple[AclEntry, ...]:
+    none = 0xFFFFFFFF
+    return (AclEntry(ACL_USER_OBJ, 4, none), *extra, AclEntry(ACL_GROUP_OBJ, group, none),
+            AclEntry(ACL_MASK, mask, none), AclEntry(ACL_OTHER, other, none))
+
+
+SERVICE_UID = 61234  # a DynamicUser= uid
+
+
+@pytest.mark.parametrize(("mode", "owner", "acl", "problem"), [
+    (0o100400, SERVICE_UID, None, None),                     # chown fallback (no ACL support)
+    (0o100600, 0, None, None),                               # root service
+    (0o100440, 0, _acl(AclEntry(ACL_USER, 4, SERVICE_UID)), None),  # what systemd writes
+    (0o100440, 0, None, "accessible by its group"),
+    (0o100604, 0, None, "accessible by others"),
+    (0o100400, 1000, None, "owned by uid 1000"),
+    (0o100440, 0, _acl(AclEntry(ACL_USER, 4, 1000)), "accessible by uid 1000 (ACL)"),
+    (0o100440, 0, _acl(AclEntry(ACL_GROUP, 4, 27)), "accessible by group 27 (ACL)"),
+    (0o100440, 0, _acl(group=4), "accessible by its group (ACL)"),
+    (0o100400, 0, _acl(AclEntry(ACL_USER, 4, 1000), mask=0), None),  # masked out
+])
+def test_secret_file_privacy_reads_acls_not_just_the_group_bits(
+    mode: int, owner: int, acl: tuple[AclEntry, ...] | None, problem: str | None
+) -> None:
+    assert classify_file_access(mode=mode, owner=owner, euid=SERVICE_UID, acl=acl) == problem
+
+
+def test_posix_acl_xattr_is_parsed_and_bad_ones_refused() -> None:
+    raw = bytes.fromhex("02000000" "01000400ffffffff" "02000400feff0000" "10000400ffffffff")
+    assert parse_posix_acl(raw) == (AclEntry(ACL_USER_OBJ, 4, 0xFFFFFFFF),
+                                    AclEntry(ACL_USER, 4, 65534),
+                                    AclEntry(ACL_MASK, 4, 0xFFFFFFFF))
+    for bad in (b"", bytes.fromhex("03000000"), bytes.fromhex("02000000ff")):
+        with pytest.raises(ValueError):
+            parse_posix_acl(bad)
 
 
 def test_credentials_directory_must_be_set_and_absolute() -> None:
