@@ -26,7 +26,13 @@ from ghost_backup.credential_sources import CredentialSource, SourceContext, bui
 from ghost_backup.errors import ExitCode, GhostBackupError, RcloneFailed
 from ghost_backup.logs import NOTICE, Redactor, TailHandler, level_for_priority
 from ghost_backup.notify import Notifier, StatusThrottle
-from ghost_backup.progress import LogEvent, Stats, format_progress, format_summary
+from ghost_backup.progress import (
+    LogEvent,
+    Stats,
+    format_progress,
+    format_summary,
+    is_max_delete_refusal,
+)
 from ghost_backup.settings import Settings
 from ghost_backup.source import check_source
 from ghost_backup.supervisor import ChildResult, StopRequest, run_captured, run_child
@@ -120,7 +126,16 @@ def _sync(
         deps.notifier.send("READY=1")
         status.update(f"syncing {settings.source.path} (run {run_id})", force=True)
 
+    refusals = [0]
+
     def on_event(event: LogEvent) -> None:
+        # rclone logs one error per deletion --max-delete refused: a mass delete would flood
+        # the journal past its rate limit (journald.conf RateLimitBurst=) and drop our own
+        # error line. Relay the first, count the rest.
+        if is_max_delete_refusal(event):
+            refusals[0] += 1
+            if refusals[0] > 1:
+                return
         log_rclone_event(event)
         if event.stats is not None:
             status.update(format_progress(event.stats))
@@ -149,6 +164,9 @@ def _sync(
         )
     if result.last_stats is not None:  # the last figures win, however short the run
         status.update(format_progress(result.last_stats), force=True)
+    if refusals[0] > 1:
+        log.warning("rclone refused %d more deletions past --max-delete (lines not repeated)",
+                    refusals[0] - 1)
     return result
 
 

@@ -87,6 +87,16 @@ def parse_stats(data: dict[str, Any]) -> Stats:
     )
 
 
+def is_max_delete_refusal(event: LogEvent) -> bool:
+    """Return True for rclone's error line when ``--max-delete`` refuses a deletion.
+
+    rclone 1.75 deletes exactly ``--max-delete`` objects, then logs ``Got fatal error on
+    delete: --max-delete threshold reached`` at error once per object it refused, and exits
+    7 (which other fatal errors share).
+    """
+    return event.priority <= 3 and "max-delete" in event.message.replace(" ", "-").lower()
+
+
 def parse_line(line: str) -> LogEvent:
     """Given one line of rclone stderr, return a :class:`LogEvent` (never raises)."""
     text = line.rstrip("\r\n")

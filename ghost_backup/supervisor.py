@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from ghost_backup.errors import RcloneFailed, Terminated
-from ghost_backup.progress import LogEvent, Stats, parse_line
+from ghost_backup.progress import LogEvent, Stats, is_max_delete_refusal, parse_line
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def run_child(
                 last_activity_at = clock()
         elif event.object is not None:
             last_activity_at = clock()
-        if event.priority <= 3 and "max-delete" in event.message.replace(" ", "-").lower():
+        if is_max_delete_refusal(event):
             max_delete_hit = True
         on_event(event)
 

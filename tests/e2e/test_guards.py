@@ -112,6 +112,9 @@ def test_max_delete_guard_stops_a_mass_delete_with_exit_79(stack: Stack) -> None
     ours = [line for line in error_lines(done.stderr) if "rclone:" not in line]
     assert len(ours) == 1, done.stderr
     assert "deletion guard tripped" in ours[0]
+    # rclone logs one error per refused deletion; we relay the first and count the rest.
+    assert done.stderr.count("--max-delete threshold reached") == 1
+    assert "rclone refused 14 more deletions past --max-delete" in done.stderr
     _assert_alerted(stack, ExitCode.DELETE_GUARD, "deletion guard tripped")
     assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
     _assert_no_canaries(stack, first.stderr, done.stderr)

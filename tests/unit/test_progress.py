@@ -13,6 +13,7 @@ from ghost_backup.progress import (
     format_duration,
     format_progress,
     format_summary,
+    is_max_delete_refusal,
     parse_line,
 )
 
@@ -110,3 +111,14 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 def test_status_message_is_one_line() -> None:
     assert format_status("a\nb   c") == "STATUS=a b c"
+
+
+@pytest.mark.parametrize(("line", "refusal"), [
+    ('{"level":"error","msg":"Got fatal error on delete: --max-delete threshold reached",'
+     '"object":"f6"}', True),
+    ('{"level":"info","msg":"--max-delete threshold reached"}', False),
+    ('{"level":"error","msg":"Cancelling sync due to fatal error: failed to delete 6 files"}',
+     False),
+])
+def test_max_delete_refusal_is_recognised_only_at_error(line: str, refusal: bool) -> None:
+    assert is_max_delete_refusal(parse_line(line)) is refusal
