@@ -222,3 +222,22 @@ def test_missing_rclone_binary_fails_before_any_credential_request(stack: Stack)
     assert stack.proxy.state.requests == []
     assert [h["exit_code"] for h in stack.alerts.webhooks()] == [ExitCode.RCLONE_FAILED]
     _assert_clean(stack, done.stderr)
+
+
+def test_sigterm_while_waiting_for_the_proxy_exits_143_without_starting_rclone(
+    stack: Stack,
+) -> None:
+    make_tree(stack.source, 3)
+    stack.proxy.state.mode = "hang"
+    stack.overrides["credentials"] = {"timeout_seconds": 30}
+    proc = stack.popen("run")
+    _wait_until(lambda: stack.proxy.state.requests, 15, "the credential request")
+
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+
+    assert proc.returncode == ExitCode.TERMINATED, err
+    assert "rclone started" not in err
+    assert list(stack.bucket_dir.iterdir()) == []
+    assert [h["exit_code"] for h in stack.alerts.webhooks()] == [ExitCode.TERMINATED]
+    _assert_clean(stack, out, err)
