@@ -76,6 +76,16 @@ def test_started_unit_succeeds_with_exit_0_and_objects_at_destination(booted: Ev
                for p in expected)
 
 
+def test_watchdog_pings_keep_the_unit_alive_while_rclone_runs(booted: Evidence) -> None:
+    show = booted.show["success"]
+    assert show["WatchdogUSec"] == "4s"  # the test's drop-in: a run of ~7 s needs pings
+    assert show["Result"] == "success"  # not "watchdog"
+    # READY=1 (and the watchdog) start with rclone; it ran for more than one WatchdogSec.
+    stamps = [int(e["__REALTIME_TIMESTAMP"]) for e in booted.journal["success"]
+              if str(e["MESSAGE"]).startswith(("rclone started", "progress: "))]
+    assert (max(stamps) - min(stamps)) / 1e6 > 4.5, stamps
+
+
 def test_status_text_showed_progress_while_running(booted: Evidence) -> None:
     samples = set(booted.text("success.status").splitlines())
     run_id = _run_id(booted, "success")
@@ -158,3 +168,12 @@ def test_nothing_secret_is_left_under_var_lib_or_etc(booted: Evidence) -> None:
     assert (left / "var-lib" / "private" / "ghost-backup").is_dir()  # the copy did happen
     assert (left / "etc" / "ghost-backup" / "config.toml").is_file()
     assert find_canaries(booted.secrets, dirs=[left]) == []
+
+
+def test_state_directory_keeps_last_run_across_runs(booted: Evidence) -> None:
+    path = booted.out / "left" / "var-lib" / "private" / "ghost-backup" / "last-run.json"
+    record = json.loads(path.read_text())
+    assert record["run_id"] == _run_id(booted, "failure")
+    assert record["exit_code"] == int(ExitCode.PROXY_UNAVAILABLE)
+    assert record["last_success_run_id"] == _run_id(booted, "success")
+    assert not any("cannot write state" in m for m in booted.messages("success"))
