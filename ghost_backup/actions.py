@@ -18,6 +18,7 @@ Nothing here writes at the destination: ``check`` lists, ``restore`` and ``verif
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ from ghost_backup.supervisor import ChildResult, run_captured, run_child
 log = logging.getLogger(__name__)
 
 LIST_TIMEOUT_SECONDS = 120.0
+# A restore larger than one credential lifetime continues with fresh credentials, each
+# window bounded by --max-duration; this caps the number of windows (and proxy requests).
+MAX_RESTORE_WINDOWS = 48
 SOURCE_LIST_TIMEOUT_SECONDS = 900.0
 COMBINED_NAME = "check-combined.txt"
 FILES_FROM_NAME = "sample-files.txt"
@@ -319,7 +323,8 @@ def run_restore(settings: Settings, deps: Deps, request: RestoreRequest) -> str:
              " (dry run)" if request.dry_run else "")
     with locked_runtime(settings, deps):
         credentials = fetch_command_credentials(settings, deps, run_id, "restore")
-        with credential_window(settings, deps, credentials, run_id) as window:
+        with credential_window(settings, deps, credentials, run_id) as first:
+            window = first  # replaced with fresh credentials when a window runs out
             source_remote = rclone.remote_path(settings)
             if request.from_archive is not None:
                 folder = _pick_archive(settings, deps, window, request.from_archive)
@@ -327,18 +332,34 @@ def run_restore(settings: Settings, deps: Deps, request: RestoreRequest) -> str:
                     settings, f"{settings.destination.archive_path}/{folder}")
             what = source_remote + (f" (only {subpath})" if subpath else "")
             log.log(NOTICE, "restoring %s -> %s", what, target)
-            argv = rclone.build_restore_argv(
-                settings, config_path=window.config_path, work_dir=window.run_dir,
-                source_remote=source_remote, target=target, subpath=subpath,
-                dry_run=request.dry_run,
-                max_duration_seconds=_max_duration(settings, deps, credentials),
-            )
-            result = _run_rclone(settings, deps, argv, _child_env(deps, window))
-            stats = result.last_stats or Stats()
-            _judge_copy(result.returncode, stats, what)
+            files = nbytes = 0
+            for number in range(1, MAX_RESTORE_WINDOWS + 1):
+                if number > 1:
+                    log.log(NOTICE, "restore: credential window %d ended after %d files; "
+                            "fetching fresh credentials to continue", number - 1, files)
+                    window = _refresh(settings, deps, window, "restore")
+                argv = rclone.build_restore_argv(
+                    settings, config_path=window.config_path, work_dir=window.run_dir,
+                    source_remote=source_remote, target=target, subpath=subpath,
+                    dry_run=request.dry_run,
+                    max_duration_seconds=_max_duration(settings, deps, window.credentials),
+                )
+                result = _run_rclone(settings, deps, argv, _child_env(deps, window))
+                stats = result.last_stats or Stats()
+                files, nbytes = files + stats.transfers, nbytes + stats.bytes
+                if result.returncode != 10:  # 10: --max-duration reached, keys about to expire
+                    break
+                if stats.transfers == 0:
+                    raise TemporaryFailure(
+                        "restore made no progress within a whole credential window (listing "
+                        "alone outlasts the keys?); ask for longer-lived credentials or "
+                        "restore a smaller --path")
+            _judge_copy(result.returncode, stats, what, files)
             if request.dry_run:
                 return (f"dry run: would restore {stats.total_transfers or stats.transfers} "
                         f"files from {what} into {target}; nothing was written")
+            if _remaining(deps, window) < settings.credentials.min_validity_seconds:
+                window = _refresh(settings, deps, window, "restore")
             check_argv = rclone.build_check_argv(
                 settings, config_path=window.config_path, work_dir=window.run_dir,
                 left=source_remote, right=str(target),
@@ -347,18 +368,32 @@ def run_restore(settings: Settings, deps: Deps, request: RestoreRequest) -> str:
             )
             report = _read_check_report(settings, deps, window, check_argv, "restore check")
             _raise_on_problems(report, "restore check")
-    return (f"restored {stats.transfers} files ({format_bytes(stats.bytes)}) from {what} into "
+    return (f"restored {files} files ({format_bytes(nbytes)}) from {what} into "
             f"{target}; verified {report.matching} files identical to the backup")
 
 
-def _judge_copy(returncode: int, stats: Stats, what: str) -> None:
+def _remaining(deps: Deps, window: Window) -> float:
+    return (window.credentials.expires_at - deps.clock()).total_seconds()
+
+
+def _refresh(settings: Settings, deps: Deps, window: Window, command: str) -> Window:
+    """Return ``window`` with fresh credentials (a new audited request, same run id).
+
+    The config on tmpfs holds no key, so only rclone's environment changes.
+    """
+    fresh = fetch_command_credentials(settings, deps, window.run_id, command)
+    return dataclasses.replace(window, credentials=fresh)
+
+
+def _judge_copy(returncode: int, stats: Stats, what: str, files: int) -> None:
     if returncode == 10:
-        raise TemporaryFailure("restore cut off before the credentials expire; run the same "
-                               "command again with --force: files already restored are skipped")
+        raise TemporaryFailure(
+            f"restore still unfinished after {MAX_RESTORE_WINDOWS} credential windows; run the "
+            "same command again with --force: files already restored are skipped")
     if returncode != 0:
         raise RcloneFailed(f"restore copy failed (rclone exit {returncode}); "
                            "see the rclone lines above")
-    if stats.transfers == 0 and stats.checks == 0 and stats.total_transfers == 0:
+    if files == 0 and stats.checks == 0 and stats.total_transfers == 0:
         raise UsageError(f"nothing to restore: no objects under {what}")
 
 

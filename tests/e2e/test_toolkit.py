@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ghost_backup.devproxy import ProxyState
-from tests.helpers import Stack, find_canaries, make_tree
+from tests.helpers import RCLONE, Stack, find_canaries, make_tree
 
 FILES = 60
 
@@ -100,6 +100,27 @@ def test_restore_of_a_backed_up_tree_is_byte_identical(stack: Stack) -> None:
     assert f"verified {FILES} files identical" in result.stderr
     assert "command=restore" in result.stderr
     assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    _assert_clean(stack, result.stdout, result.stderr)
+
+
+def test_restore_longer_than_the_credentials_continues_with_fresh_ones(stack: Stack) -> None:
+    _backed_up(stack)
+    # Keys valid 70 s, rclone stopped 60 s before expiry: each window lasts about 9 s, and a
+    # bandwidth-limited real rclone needs more than one of them for the tree.
+    slow = stack.tmp / "rclone-slow"
+    slow.write_text(f'#!/bin/sh\nexec {RCLONE} "$@" --bwlimit 16k\n')
+    slow.chmod(0o755)
+    stack.proxy.state.ttl_seconds = 70
+    stack.overrides["credentials"] = {"min_validity_seconds": 62, "safety_margin_seconds": 60}
+    stack.overrides["rclone"] = {"binary": str(slow)}
+    target = stack.tmp / "restored"
+    result = stack.run("restore", "--to", str(target), timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert _same_tree(stack.source, target)
+    assert "credential window 1 ended" in result.stderr
+    requests = [r for r in stack.proxy.state.requests if r["mode"] == "ok"]
+    assert result.stderr.count("command=restore") >= 3  # first window, second, the check
+    assert len({r["request_id"] for r in requests[-3:]}) == 1  # one run id, audited each time
     _assert_clean(stack, result.stdout, result.stderr)
 
 
