@@ -4,7 +4,8 @@ its units; collect what systemd itself saw (``systemctl show``, ``journalctl -o 
 
 One boot runs the whole scenario (about 20 s): a successful run against a loopback S3
 endpoint and the dev credential proxy on the host (the container shares the host's network),
-then a run against a second proxy that answers 503, then the timer. A probe oneshot unit
+a run against a second proxy that answers 503, a run stopped with ``systemctl stop`` while
+rclone transfers, then the timer. A probe oneshot unit
 (``systemd.unit=probe.service``) drives it from inside and writes everything into ``/out``.
 
 Reusable: :class:`Install` says how ghost-backup reaches the container. :func:`venv_install`
@@ -38,6 +39,7 @@ UNIT_FILES = ("ghost-backup.service", "ghost-backup.timer", "ghost-backup-alert@
 SERVICE = "ghost-backup.service"
 ALERT_UNIT = "ghost-backup-alert@ghost-backup.service.service"
 BUCKET = "ghost-system"
+STOP_BUCKET = "ghost-stopped"
 BOOT_TIMEOUT_SECONDS = 150
 # rclone's --bwlimit keeps the first run going for a few seconds, so systemd shows progress
 # in StatusText (the supervisor updates it at most every 5 s) and the journal gets several
@@ -99,7 +101,17 @@ done
 wait_done "$alert" /dev/null
 record "$alert" alert
 
-# 3: the timer.
+# 3: systemctl stop while rclone runs (a fresh bucket, so there is something to transfer).
+systemctl set-environment BACKUP_BUCKET=__STOP_BUCKET__
+systemctl start "$svc"   # Type=notify: returns at READY=1, when rclone has started
+sleep 1
+systemctl stop "$svc"
+record "$svc" stopped
+for p in /proc/[0-9]*; do cat "$p/comm" 2>/dev/null; done | grep -c '^rclone$' \
+  > "$out/stopped.rclone"
+systemctl unset-environment BACKUP_BUCKET
+
+# 4: the timer.
 systemctl start ghost-backup.timer
 systemctl show -p NextElapseUSecRealtime -p TimersCalendar --value ghost-backup.timer \
   > "$out/timer.show"
@@ -107,7 +119,7 @@ systemctl list-timers --all --no-pager ghost-backup.timer > "$out/list-timers.tx
 systemd-analyze calendar --iterations=2 '*-*-* 02:00:00' > "$out/calendar.txt"
 date +%s > "$out/now"
 
-# 4: what is left behind.
+# 5: what is left behind.
 mkdir -p "$out/left"
 cp -a /var/lib "$out/left/var-lib" 2>/dev/null
 cp -aL /etc "$out/left/etc" 2>/dev/null
@@ -290,6 +302,7 @@ def _servers(tmp: Path) -> Iterator[tuple[S3Server, DevProxy, DevProxy, AlertRec
     receiver = AlertReceiver()
     try:
         s3.bucket_dir(BUCKET)
+        s3.bucket_dir(STOP_BUCKET)
         yield s3, proxy, failing, receiver
     finally:
         receiver.stop()
@@ -320,7 +333,8 @@ def run_scenario(tmp: Path, install: Install) -> Evidence:
         }))
         (root / "probe.sh").write_text(
             PROBE_SCRIPT.replace("__SETUP__", install.setup)
-            .replace("__FAILING_PROXY__", failing.base_url))
+            .replace("__FAILING_PROXY__", failing.base_url)
+            .replace("__STOP_BUCKET__", STOP_BUCKET))
         started = time.monotonic()
         done = subprocess.run(build_nspawn_argv(root, install), capture_output=True, text=True,
                               timeout=BOOT_TIMEOUT_SECONDS + 30, check=False)
@@ -335,7 +349,7 @@ def run_scenario(tmp: Path, install: Install) -> Evidence:
             s3=s3,
             source=source,
         )
-    for name in ("success", "failure", "alert"):
+    for name in ("success", "failure", "alert", "stopped"):
         evidence.show[name] = _parse_show(evidence.text(f"{name}.show"))
         evidence.journal[name] = _parse_journal(evidence.text(f"{name}.journal.json"))
     return evidence

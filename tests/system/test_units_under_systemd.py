@@ -108,10 +108,14 @@ def test_no_key_anywhere_systemd_or_the_container_saw(booted: Evidence) -> None:
 
 def test_proxy_got_exactly_one_request_at_start_with_the_journals_run_id(booted: Evidence
                                                                          ) -> None:
-    assert len(booted.proxy_requests) == 1, booted.proxy_requests
-    request = booted.proxy_requests[0]
+    run_id = _run_id(booted, "success")
+    mine = [r for r in booted.proxy_requests if r["request_id"] == run_id]
+    assert len(mine) == 1, booted.proxy_requests
+    request = mine[0]
     assert request["path"] == "/credentials/r2-backup"
-    assert request["request_id"] == _run_id(booted, "success")
+    # The proxy saw nothing else but the one request of the later, stopped run.
+    assert [r["request_id"] for r in booted.proxy_requests] == [run_id,
+                                                                _run_id(booted, "stopped")]
     logged = next(e for e in booted.journal["success"]
                   if str(e["MESSAGE"]).startswith("credential request: "))
     logged_at = datetime.fromtimestamp(int(logged["__REALTIME_TIMESTAMP"]) / 1e6, UTC)
@@ -146,6 +150,20 @@ def test_on_failure_fired_the_alert_unit_which_logged_crit_and_alerted(booted: E
     assert any(r.path.startswith("/ping/fail") for r in booted.alerts)
 
 
+def test_systemctl_stop_forwards_sigterm_to_rclone_and_exits_143_in_time(booted: Evidence
+                                                                          ) -> None:
+    show = booted.show["stopped"]
+    # exit-code, not timeout: no SIGKILL was needed (KillMode=mixed, TimeoutStopSec=).
+    assert show["Result"] == "exit-code"
+    assert show["ExecMainStatus"] == str(int(ExitCode.TERMINATED))
+    assert show["NRestarts"] == "0"
+    messages = booted.messages("stopped")
+    assert any(m.startswith("stopping rclone") for m in messages), messages
+    assert any("terminated" in m for m in booted.messages("stopped", priority=3)), messages
+    assert booted.text("stopped.rclone").strip() == "0"
+    assert booted.text("stopped.rundir").strip() == "absent"
+
+
 def test_timer_next_elapse_is_at_0200(booted: Evidence) -> None:
     assert re.search(r"Next elapse: \w{3} \d{4}-\d\d-\d\d 02:00:00", booted.text("calendar.txt"))
     timer = booted.text("timer.show")
@@ -161,6 +179,7 @@ def test_timer_next_elapse_is_at_0200(booted: Evidence) -> None:
 def test_runtime_dir_is_gone_after_each_run(booted: Evidence) -> None:
     assert booted.text("success.rundir").strip() == "absent"
     assert booted.text("failure.rundir").strip() == "absent"
+    assert booted.text("stopped.rundir").strip() == "absent"
 
 
 def test_nothing_secret_is_left_under_var_lib_or_etc(booted: Evidence) -> None:
@@ -173,7 +192,7 @@ def test_nothing_secret_is_left_under_var_lib_or_etc(booted: Evidence) -> None:
 def test_state_directory_keeps_last_run_across_runs(booted: Evidence) -> None:
     path = booted.out / "left" / "var-lib" / "private" / "ghost-backup" / "last-run.json"
     record = json.loads(path.read_text())
-    assert record["run_id"] == _run_id(booted, "failure")
-    assert record["exit_code"] == int(ExitCode.PROXY_UNAVAILABLE)
+    assert record["run_id"] == _run_id(booted, "stopped")  # the last of the three
+    assert record["exit_code"] == int(ExitCode.TERMINATED)
     assert record["last_success_run_id"] == _run_id(booted, "success")
     assert not any("cannot write state" in m for m in booted.messages("success"))
