@@ -207,7 +207,7 @@ def run_child(
                     for raw in lines:
                         if raw:
                             handle(raw)
-                    if len(chunk) < _READ_SIZE:
+                    if len(chunk) < _READ_SIZE and proc.poll() is None:
                         # rclone writes one line per file: let the next lines gather in the
                         # pipe for a moment, so we wake once per batch rather than once per
                         # line (a 64 KiB pipe holds ~300 lines; rclone writes far fewer per
