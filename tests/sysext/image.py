@@ -79,8 +79,9 @@ def build_skip_reason() -> str | None:
     return None
 
 
-def run_build(outdir: Path, build_dir: Path) -> SysextBuild:
-    """Run the build script into ``outdir`` and unpack both images next to it."""
+def run_build(outdir: Path, build_dir: Path, *, unpack: bool = True) -> SysextBuild:
+    """Run the build script into ``outdir`` and (unless told not to) unpack both images into
+    ``build_dir``."""
     env = {
         "PATH": f"{VENV / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": os.environ.get("HOME", "/root"),
@@ -97,11 +98,12 @@ def run_build(outdir: Path, build_dir: Path) -> SysextBuild:
     (app_image,) = outdir.glob("ghost-backup-*-x86-64.raw")
     (rclone_image,) = outdir.glob("rclone-*-x86-64.raw")
     trees = []
-    for image in (app_image, rclone_image):
+    for image in (app_image, rclone_image) if unpack else ():
         tree = build_dir / f"unpacked-{image.name.split('-')[0]}"
         subprocess.run(["unsquashfs", "-q", "-n", "-d", str(tree), str(image)],
                        check=True, capture_output=True, timeout=300)
         trees.append(tree)
+    trees += [build_dir / "not-unpacked"] * (2 - len(trees))
     return SysextBuild(outdir=outdir, app_image=app_image, rclone_image=rclone_image,
                        app_tree=trees[0], rclone_tree=trees[1], seconds=seconds,
                        log=proc.stdout + proc.stderr)

@@ -21,6 +21,7 @@ from tests.sysext.image import (
     hide_python_argv,
     list_image,
     parse_os_release,
+    run_build,
 )
 
 # Names and contents that look like a key: nothing of the kind may ship in an image. AWS's
@@ -53,6 +54,16 @@ def test_images_are_named_by_version_and_checksummed(sysext: SysextBuild) -> Non
         digest = subprocess.run(["sha256sum", str(image)], capture_output=True, text=True,
                                 check=True).stdout.split()[0]
         assert listed[image.name] == digest
+
+
+def test_a_second_build_elsewhere_gives_byte_identical_images(
+        sysext: SysextBuild, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Same sources, virtualenv and SOURCE_DATE_EPOCH (the last commit's time), other
+    # directories: PyInstaller's output and both squashfs images must not change.
+    again = run_build(tmp_path / "dist", tmp_path / "build", unpack=False)
+    with capsys.disabled():
+        print(f"\nsysext: second build (reproducibility) in {again.seconds:.1f}s")
+    assert (again.outdir / "SHA256SUMS").read_text() == (sysext.outdir / "SHA256SUMS").read_text()
 
 
 @pytest.mark.parametrize("name", ["ghost-backup", "rclone"])
