@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ghost_backup import __version__
 from ghost_backup.errors import ExitCode, GhostBackupError
+from ghost_backup.progress import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,8 @@ def format_last_run(record: LastRun | None, *, now: datetime, path: Path) -> str
         f"finished:      {_ts(record.finished_at)} ({hours:.1f} h ago), "
         f"took {record.duration_seconds:.0f}s",
         f"message:       {record.message}",
-        f"transferred:   {record.files} files, {record.bytes} bytes; {record.checks} checked, "
+        f"transferred:   {record.files} files, {format_bytes(record.bytes)}; "
+        f"{record.checks} checked, "
         f"{record.deletes} deleted, {record.errors} errors",
     ]
     if record.credential_expires_at is not None:

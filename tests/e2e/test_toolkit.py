@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import filecmp
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -257,6 +259,43 @@ def test_status_and_textfile_reflect_the_last_run(stack: Stack) -> None:
     assert [p.name for p in textfile_dir.iterdir()] == ["ghost_backup.prom"]
     _assert_clean(stack, failed.stderr, human.stdout, state_file.read_text(),
                   textfile.read_text())
+
+
+def test_a_state_dir_that_cannot_be_written_is_logged_and_leaves_the_outcome(
+    stack: Stack,
+) -> None:
+    make_tree(stack.source, 5)
+    blocker = stack.tmp / "not-a-dir"
+    blocker.write_text("a file where the state directory should be\n")
+    stack.overrides["state"] = {"dir": str(blocker / "state")}
+    stack.overrides["metrics"] = {"textfile_path": str(stack.tmp / "missing-dir" / "gb.prom")}
+    result = stack.run("run")
+    assert result.returncode == 0, result.stderr
+    assert "cannot write state file" in result.stderr
+    assert "cannot write metrics textfile" in result.stderr
+    _assert_clean(stack, result.stderr)
+
+
+def test_sigterm_during_a_restore_stops_rclone_and_shreds_the_run_dir(stack: Stack) -> None:
+    _backed_up(stack)
+    slow = stack.tmp / "rclone-slow"
+    slow.write_text(f'#!/bin/sh\nexec {RCLONE} "$@" --bwlimit 4k\n')
+    slow.chmod(0o755)
+    stack.overrides["rclone"] = {"binary": str(slow)}
+    proc = stack.popen("restore", "--to", str(stack.tmp / "restored"))
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "rclone copy started" in line:
+            break
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "stopped by a signal" in err
+    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    _assert_clean(stack, out, err, *seen)
 
 
 def _parse_prom(text: str) -> dict[str, float]:
