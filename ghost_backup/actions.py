@@ -251,6 +251,8 @@ def run_check(settings: Settings, deps: Deps) -> tuple[CheckItem, ...]:
                 return tuple(items)
             with credential_window(settings, deps, credentials[0], run_id) as window:
                 record("bucket", lambda: _check_bucket(settings, deps, window))
+    except Terminated:
+        raise
     except GhostBackupError as err:
         items.append(CheckItem("runtime dir", False, err.message, err.exit_code))
         skip("credentials", "needs a safe runtime dir and the lock")
