@@ -164,21 +164,28 @@ def venv_install(venv: Path | None = None) -> Install:
     """Return the install that runs this checkout's virtualenv inside the container.
 
     The venv (an editable install of the checkout) and the interpreter it points to are bound
-    read-only at their own paths. ``ExecStart=`` is replaced by a drop-in, and because the
-    interpreter may live under /root (pyenv), ``ProtectHome=tmpfs`` plus a read-only bind of
-    it replaces ``ProtectHome=yes``: the only change to the shipped hardening.
+    read-only at their own paths. ``ExecStart=`` is replaced by a drop-in; whatever of them
+    the unit would hide (under /root, /home, /tmp) is bound back in read-only.
     """
     venv = venv or Path(sys.prefix)
     interpreter_home = Path(sys.base_prefix).resolve()
     binds = [(REPO, REPO), (interpreter_home, interpreter_home)]
     if not venv.resolve().is_relative_to(REPO):
         binds.append((venv.resolve(), venv.resolve()))
-    under_home = any(interpreter_home.is_relative_to(h) or venv.resolve().is_relative_to(h)
-                     for h in (Path("/root"), Path("/home")))
     dropin = "[Service]\nExecStart=\nExecStart={exe} {args}\n".replace(
         "{exe}", str(venv / "bin" / "ghost-backup"))
-    if under_home:
-        dropin += f"ProtectHome=tmpfs\nBindReadOnlyPaths={interpreter_home}\n"
+    # The shipped unit hides /root and /home (ProtectHome=yes) and /tmp (PrivateTmp=yes) from
+    # the service; a checkout, venv or interpreter living there (pyenv under /root, a CI clone
+    # under /tmp) is bound back in read-only. ProtectHome=tmpfs (instead of yes) is the only
+    # change to the shipped hardening, and only when something lives under a home.
+    needed = sorted({REPO.resolve(), venv.resolve(), interpreter_home})
+    hidden = [p for p in needed
+              if any(p.is_relative_to(h) for h in (Path("/root"), Path("/home"),
+                                                   Path("/tmp"), Path("/var/tmp")))]
+    if any(p.is_relative_to(h) for p in hidden for h in (Path("/root"), Path("/home"))):
+        dropin += "ProtectHome=tmpfs\n"
+    for path in hidden:
+        dropin += f"BindReadOnlyPaths={path}\n"
     return Install(name="venv", ro_binds=tuple(binds), rclone=str(venv / "bin" / "rclone"),
                    dropin=dropin)
 
