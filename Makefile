@@ -31,7 +31,7 @@ bench: venv
 	$(BIN)/python benchmarks/run.py
 
 # Flatcar system extensions: dist/ghost-backup-<version>-x86-64.raw, dist/rclone-<version>-x86-64.raw,
-# dist/SHA256SUMS (needs squashfs-tools; see docs/install-flatcar.md).
+# dist/SHA256SUMS (needs squashfs-tools and binutils; see docs/install-flatcar.md).
 sysext: venv
 	VENV=$(VENV) packaging/sysext/build.sh dist
 

@@ -34,9 +34,10 @@ if [[ "$(uname -m)" != "x86_64" ]]; then
   echo "build.sh: builds x86-64 images only, on x86_64 (PyInstaller cannot cross-build)" >&2
   exit 1
 fi
-for tool in mksquashfs "$venv/bin/pyinstaller" "$venv/bin/rclone"; do
+# PyInstaller on Linux needs ldd, objdump and objcopy (and strip for --strip).
+for tool in mksquashfs objdump objcopy strip "$venv/bin/pyinstaller" "$venv/bin/rclone"; do
   if ! command -v "$tool" >/dev/null; then
-    echo "build.sh: missing $tool (apt-get install squashfs-tools; make venv)" >&2
+    echo "build.sh: missing $tool (apt-get install squashfs-tools binutils; make venv)" >&2
     exit 1
   fi
 done

@@ -71,9 +71,10 @@ def build_skip_reason() -> str | None:
     """Return why this machine cannot build or read the images, or None if it can."""
     if platform.machine() != "x86_64":
         return f"the images are x86-64 and built natively; this machine is {platform.machine()}"
-    for tool in ("mksquashfs", "unsquashfs"):
+    for tool, package in (("mksquashfs", "squashfs-tools"), ("unsquashfs", "squashfs-tools"),
+                          ("objdump", "binutils"), ("objcopy", "binutils"), ("strip", "binutils")):
         if shutil.which(tool) is None:
-            return f"{tool} is missing (apt-get install squashfs-tools; .ci/run does)"
+            return f"{tool} is missing (apt-get install {package}; .ci/run does)"
     if not (VENV / "bin" / "pyinstaller").exists():
         return "pyinstaller is not in the virtualenv (make venv installs the dev extras)"
     return None
