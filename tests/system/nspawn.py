@@ -119,7 +119,13 @@ systemctl list-timers --all --no-pager ghost-backup.timer > "$out/list-timers.tx
 systemd-analyze calendar --iterations=2 '*-*-* 02:00:00' > "$out/calendar.txt"
 date +%s > "$out/now"
 
-# 5: what is left behind.
+# 5: the host audit, as an operator runs it (root, outside the unit's sandbox), finds no
+# long-lived key after the backups. The executable is the one the service runs.
+gb=$(systemctl show -p ExecStart --value "$svc" | sed -n 's/^{ path=\([^ ;]*\) .*/\1/p')
+"$gb" audit-host --json > "$out/audit.json" 2> "$out/audit.stderr"
+echo $? > "$out/audit.rc"
+
+# 6: what is left behind.
 mkdir -p "$out/left"
 cp -a /var/lib "$out/left/var-lib" 2>/dev/null
 cp -aL /etc "$out/left/etc" 2>/dev/null

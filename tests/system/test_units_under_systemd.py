@@ -196,3 +196,12 @@ def test_state_directory_keeps_last_run_across_runs(booted: Evidence) -> None:
     assert record["exit_code"] == int(ExitCode.TERMINATED)
     assert record["last_success_run_id"] == _run_id(booted, "success")
     assert not any("cannot write state" in m for m in booted.messages("success"))
+
+
+def test_audit_host_inside_the_container_after_the_backups_is_clean(booted: Evidence) -> None:
+    assert booted.text("audit.rc").strip() == "0", (booted.text("audit.json")
+                                                    + booted.text("audit.stderr"))
+    report = json.loads(booted.text("audit.json"))
+    assert (report["clean"], report["findings"]) == (True, [])
+    assert report["notes"] == []  # it read the unit's config, not the defaults
+    assert report["files_scanned"] > 20  # units, config, drop-ins: it did look
