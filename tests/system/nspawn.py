@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,23 @@ echo $? > "$out/audit.rc"
 mkdir -p "$out/left"
 cp -a /var/lib "$out/left/var-lib" 2>/dev/null
 cp -aL /etc "$out/left/etc" 2>/dev/null
+
+# 6: the same backup with the keys handed over by systemd (source systemd-credential):
+# LoadCredential= under the unit's DynamicUser=. Last, so that the state and the files
+# left behind (5) are those of the runs before.
+systemctl reset-failed "$svc"   # also resets the start rate limit (StartLimitBurst=3)
+mkdir -p "/run/systemd/system/$svc.d"
+cat > "/run/systemd/system/$svc.d/60-credential.conf" <<'EOF'
+[Service]
+LoadCredential=r2-backup:/srv/ghost-test-credential.json
+Environment=GHOST_BACKUP_CONFIG=/etc/ghost-backup/config-credential.toml
+ExecStartPre=/bin/sh -c 'stat -c "credential file mode %%a" "$CREDENTIALS_DIRECTORY/r2-backup"'
+EOF
+systemctl daemon-reload
+start_and_wait "$svc" "$out/credential.status"
+record "$svc" credential
+rm "/run/systemd/system/$svc.d/60-credential.conf"
+systemctl daemon-reload
 echo done > "$out/probe.done"
 """
 
@@ -277,6 +295,9 @@ def build_nspawn_argv(root: Path, install: Install) -> list[str]:
             f"--bind={root / 'out'}:/out",
             f"--bind-ro={root / 'probe.sh'}:/etc/ghost-probe.sh",
             f"--bind-ro={root / 'config.toml'}:/etc/ghost-backup/config.toml",
+            f"--bind-ro={root / 'config-credential.toml'}:"
+            "/etc/ghost-backup/config-credential.toml",
+            f"--bind-ro={root / 'credential.json'}:/srv/ghost-test-credential.json",
             f"--bind-ro={root / 'storage'}:/var/mnt/storage"]
     for path in sorted((root / "units").rglob("*")):
         if path.is_file():
@@ -304,6 +325,15 @@ def _write_units(units: Path, install: Install) -> None:
             (units / f"{unit}.d").mkdir(exist_ok=True)
             (units / f"{unit}.d" / "50-system-test.conf").write_text(
                 install.dropin.replace("{args}", exe_args))
+
+
+def _write_credential(path: Path, s3: S3Server) -> None:
+    """Write the JSON credential systemd hands over with LoadCredential= (valid 30 min)."""
+    expires = datetime.now(UTC) + timedelta(minutes=30)
+    path.write_text(json.dumps({
+        "access_key_id": s3.access_key_id, "secret_access_key": s3.secret_access_key,
+        "expires_at": expires.isoformat(timespec="seconds")}))
+    path.chmod(0o600)
 
 
 @contextmanager
@@ -344,6 +374,12 @@ def run_scenario(tmp: Path, install: Install) -> Evidence:
                        "healthcheck_url": f"{receiver.url}/ping", "attempts": 1,
                        "timeout_seconds": 5},
         }))
+        (root / "config-credential.toml").write_text(render_toml({
+            "destination": {"bucket": BUCKET, "endpoint": s3.endpoint},
+            "credentials": {"source": "systemd-credential"},
+            "rclone": {"binary": install.rclone, "stats_interval_seconds": 1},
+        }))
+        _write_credential(root / "credential.json", s3)
         (root / "probe.sh").write_text(
             PROBE_SCRIPT.replace("__SETUP__", install.setup)
             .replace("__FAILING_PROXY__", failing.base_url)
@@ -362,7 +398,7 @@ def run_scenario(tmp: Path, install: Install) -> Evidence:
             s3=s3,
             source=source,
         )
-    for name in ("success", "failure", "alert", "stopped"):
+    for name in ("success", "failure", "alert", "stopped", "credential"):
         evidence.show[name] = _parse_show(evidence.text(f"{name}.show"))
         evidence.journal[name] = _parse_journal(evidence.text(f"{name}.journal.json"))
     return evidence

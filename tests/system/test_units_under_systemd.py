@@ -164,6 +164,25 @@ def test_systemctl_stop_forwards_sigterm_to_rclone_and_exits_143_in_time(booted:
     assert booted.text("stopped.rundir").strip() == "absent"
 
 
+def test_systemd_credential_source_reads_loadcredential_under_dynamic_user(
+    booted: Evidence,
+) -> None:
+    show = booted.show["credential"]
+    assert (show["Result"], show["ExecMainStatus"]) == ("success", "0"), \
+        booted.messages("credential")
+    messages = booted.messages("credential")
+    # systemd's own file: 0400 chowned to the dynamic user where the credentials fs has no
+    # ACLs (ramfs: Debian 12's systemd 252 here), or 0400 root-owned plus an ACL for that
+    # user on tmpfs (newer systemd; stat shows 440). The ACL form is covered end to end with
+    # a real ACL xattr in tests/e2e/test_credential_sources.py.
+    modes = [m for m in messages if m.startswith("credential file mode ")]
+    assert modes, messages
+    assert modes[0].split()[3] in ("440", "400"), modes
+    assert any("provider=systemd-credential:r2-backup" in m and "source=systemd-credential" in m
+               for m in messages), messages
+    assert find_canaries(booted.secrets, texts=messages) == []
+
+
 def test_timer_next_elapse_is_at_0200(booted: Evidence) -> None:
     assert re.search(r"Next elapse: \w{3} \d{4}-\d\d-\d\d 02:00:00", booted.text("calendar.txt"))
     timer = booted.text("timer.show")
