@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 import urllib3
@@ -33,6 +33,7 @@ from ghost_backup.errors import CredentialsInvalid, ProxyDenied, ProxyUnavailabl
 from ghost_backup.settings import CredentialsSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 USER_AGENT = f"ghost-backup/{__version__}"
 # Unix seconds beyond this are milliseconds or nonsense; refuse rather than guess.
@@ -65,7 +66,13 @@ class CredentialRequest:
     requested_at: datetime
 
 
-class _Retryable(Exception):
+class TransientError(Exception):
+    """A failure a later attempt may heal (refused, reset, timeout, 429, 5xx).
+
+    Raised by one attempt and caught by :func:`run_with_retries`; it never leaves the
+    credential sources' retry loop. ``reason`` names the error type or status, never a body.
+    """
+
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -344,7 +351,7 @@ def _get_once(
                 retry_after = parse_retry_after(
                     response.headers.get("Retry-After"), cap=settings.max_total_seconds
                 )
-                raise _Retryable(f"HTTP {status}", retry_after)
+                raise TransientError(f"HTTP {status}", retry_after)
             if status != 200:
                 raise ProxyUnavailable(f"credential proxy answered HTTP {status}, expected 200")
             ctype = response.headers.get("Content-Type", "")
@@ -355,9 +362,56 @@ def _get_once(
             return read_capped_body(response, settings.max_body_bytes, deadline)
     except (requests.ConnectionError, requests.Timeout) as err:
         # ReadTimeout while streaming surfaces as ConnectionError too; both can heal.
-        raise _Retryable(type(err).__name__) from None
+        raise TransientError(type(err).__name__) from None
     except requests.RequestException as err:
         raise ProxyUnavailable(f"credential request failed: {type(err).__name__}") from None
+
+
+def run_with_retries(
+    attempt: Callable[[], T],
+    settings: CredentialsSettings,
+    *,
+    sleep: Callable[[float], None],
+    what: str,
+    service: str,
+) -> T:
+    """Call ``attempt`` until it returns, retrying :class:`TransientError` only.
+
+    The one retry policy of every credential source: exponential backoff from
+    ``backoff_initial_seconds`` with jitter, or the server's Retry-After, within
+    ``max_attempts`` and ``max_total_seconds``. Each retry logs the attempt number and the
+    error *type* (tenacity's ``before_sleep_log`` would print exception text: not here).
+    Raise ProxyUnavailable naming ``service`` when the attempts run out.
+    """
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientError) and exc.retry_after is not None:
+            return float(exc.retry_after)
+        base = min(settings.backoff_initial_seconds * 2.0 ** (state.attempt_number - 1),
+                   MAX_BACKOFF_SECONDS)
+        return base + random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        reason = exc.reason if isinstance(exc, TransientError) else type(exc).__name__
+        log.warning("%s attempt %d/%d failed (%s); retrying",
+                    what, state.attempt_number, settings.max_attempts, reason)
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(TransientError),
+        stop=(stop_after_attempt(settings.max_attempts)
+              | stop_after_delay(settings.max_total_seconds)),
+        wait=wait,
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(attempt)
+    except TransientError as err:
+        raise ProxyUnavailable(
+            f"{service} unavailable after retries (last error: {err.reason})"
+        ) from None
 
 
 def fetch_credentials(
@@ -375,39 +429,10 @@ def fetch_credentials(
     Raise ProxyDenied on 401/403, ProxyUnavailable when retries run out or on other
     statuses, CredentialsInvalid when the answer is not usable.
     """
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return float(exc.retry_after)
-        base = min(settings.backoff_initial_seconds * 2.0 ** (state.attempt_number - 1),
-                   MAX_BACKOFF_SECONDS)
-        return base + random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
-
-    def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        reason = exc.reason if isinstance(exc, _Retryable) else type(exc).__name__
-        log.warning(
-            "credential fetch attempt %d/%d failed (%s); retrying",
-            state.attempt_number,
-            settings.max_attempts,
-            reason,
-        )
-
-    retrying = Retrying(
-        retry=retry_if_exception_type(_Retryable),
-        stop=(stop_after_attempt(settings.max_attempts)
-              | stop_after_delay(settings.max_total_seconds)),
-        wait=wait,
-        sleep=sleep,
-        before_sleep=before_sleep,
-        reraise=True,
+    body = run_with_retries(
+        lambda: _get_once(session, settings.url, run_id=run_id, settings=settings),
+        settings, sleep=sleep, what="credential fetch", service="credential proxy",
     )
-    try:
-        body = retrying(_get_once, session, settings.url, run_id=run_id, settings=settings)
-    except _Retryable as err:
-        raise ProxyUnavailable(
-            f"credential proxy unavailable after retries (last error: {err.reason})"
-        ) from None
     return parse_credentials(body, now=clock(), settings=settings)
 
 

@@ -10,27 +10,20 @@ the caller, which knows what that API means by it. Bodies are never quoted in er
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import requests
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-)
 
 from ghost_backup.credential_sources.base import SourceContext
 from ghost_backup.credentials import (
-    MAX_BACKOFF_SECONDS,
     USER_AGENT,
+    TransientError,
     parse_retry_after,
     read_capped_body,
+    run_with_retries,
 )
 from ghost_backup.errors import ProxyUnavailable
 from ghost_backup.settings import CredentialsSettings
@@ -45,13 +38,6 @@ class ApiAnswer:
     status: int
     content_type: str
     body: bytes
-
-
-class _Transient(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 def _post_once(
@@ -86,12 +72,12 @@ def _post_once(
                 retry_after = parse_retry_after(
                     response.headers.get("Retry-After"), cap=settings.max_total_seconds
                 )
-                raise _Transient(f"HTTP {status}", retry_after)
+                raise TransientError(f"HTTP {status}", retry_after)
             body = read_capped_body(response, settings.max_body_bytes, deadline,
                                     what=f"{what} answer")
             return ApiAnswer(status, response.headers.get("Content-Type", ""), body)
     except (requests.ConnectionError, requests.Timeout) as err:
-        raise _Transient(type(err).__name__) from None
+        raise TransientError(type(err).__name__) from None
     except requests.RequestException as err:
         raise ProxyUnavailable(f"{what} request failed: {type(err).__name__}") from None
 
@@ -112,35 +98,8 @@ def post_json(
     Raise ProxyUnavailable when retries run out or the request cannot be made, and
     CredentialsInvalid when the answer is larger than ``max_body_bytes``.
     """
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Transient) and exc.retry_after is not None:
-            return float(exc.retry_after)
-        base = min(settings.backoff_initial_seconds * 2.0 ** (state.attempt_number - 1),
-                   MAX_BACKOFF_SECONDS)
-        return base + random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
-
-    def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        reason = exc.reason if isinstance(exc, _Transient) else type(exc).__name__
-        log.warning("%s attempt %d/%d failed (%s); retrying",
-                    what, state.attempt_number, settings.max_attempts, reason)
-
-    retrying = Retrying(
-        retry=retry_if_exception_type(_Transient),
-        stop=(stop_after_attempt(settings.max_attempts)
-              | stop_after_delay(settings.max_total_seconds)),
-        wait=wait,
-        sleep=ctx.sleep,
-        before_sleep=before_sleep,
-        reraise=True,
+    return run_with_retries(
+        lambda: _post_once(ctx, url, payload, headers=headers or {}, settings=settings,
+                           what=what, proxies=proxies, verify=verify),
+        settings, sleep=ctx.sleep, what=what, service=what,
     )
-    try:
-        return retrying(
-            _post_once, ctx, url, payload, headers=headers or {}, settings=settings, what=what,
-            proxies=proxies, verify=verify,
-        )
-    except _Transient as err:
-        raise ProxyUnavailable(
-            f"{what} unavailable after retries (last error: {err.reason})"
-        ) from None
