@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ghost_backup.devproxy import DevProxy, ProxyState
-from ghost_backup.devstack import S3Server, canary_keys, start_s3_server
+from ghost_backup.devstack import S3Server, start_s3_server
 from tests.helpers import RCLONE, make_tree, render_toml
 from tests.receiver import AlertReceiver, Received
 
@@ -338,7 +339,9 @@ def _write_credential(path: Path, s3: S3Server) -> None:
 
 @contextmanager
 def _servers(tmp: Path) -> Iterator[tuple[S3Server, DevProxy, DevProxy, AlertReceiver]]:
-    access, secret = canary_keys("system")
+    # R2-shaped canaries (32/64 hex, like real R2 keys), so the in-container audit-host
+    # would find them if they leaked anywhere it looks.
+    access, secret = secrets.token_hex(16), secrets.token_hex(32)
     s3 = start_s3_server(RCLONE, tmp / "s3", access, secret, log_path=tmp / "s3.log")
     proxy = DevProxy(ProxyState(access, secret, ttl_seconds=3600)).start()
     failing = DevProxy(ProxyState(access, secret, mode="status:503")).start()
