@@ -380,7 +380,7 @@ def run_with_retries(
     The one retry policy of every credential source: exponential backoff from
     ``backoff_initial_seconds`` with jitter, or the server's Retry-After, within
     ``max_attempts`` and ``max_total_seconds``. Each retry logs the attempt number and the
-    error *type* (tenacity's ``before_sleep_log`` would print exception text: not here).
+    error *type* (tenacity's stock sleep logger would print exception text: not here).
     Raise ProxyUnavailable naming ``service`` when the attempts run out.
     """
     def wait(state: RetryCallState) -> float:
