@@ -14,7 +14,7 @@ $(VENV)/.stamp: pyproject.toml
 	touch $@
 
 demo: venv
-	$(BIN)/python tools/demo.py
+	$(BIN)/python -m tools.demo
 
 lint: venv
 	$(BIN)/ruff check ghost_backup tests tools benchmarks
@@ -28,7 +28,7 @@ unit: venv
 test: lint typecheck unit
 
 bench: venv
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m benchmarks.run
 
 # Flatcar system extensions: dist/ghost-backup-<version>-x86-64.raw, dist/rclone-<version>-x86-64.raw,
 # dist/SHA256SUMS (needs squashfs-tools and binutils; see docs/install-flatcar.md).
@@ -36,7 +36,7 @@ sysext: venv
 	VENV=$(VENV) packaging/sysext/build.sh dist
 
 docs: venv
-	$(BIN)/python tools/gen_config_docs.py
+	$(BIN)/python -m tools.gen_docs
 
 clean:
 	rm -rf $(VENV) dist build .mypy_cache .ruff_cache .pytest_cache

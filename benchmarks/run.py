@@ -4,7 +4,7 @@ Three ways to run the same ``rclone sync`` (argv from ``ghost_backup.rclone.buil
 so every contestant passes rclone exactly the flags ghost-backup passes):
 
   bare   rclone with the keys already in its environment: the floor;
-  shell  benchmarks/baseline.sh, the ticket's flow: curl + jq + export + rclone;
+  shell  benchmarks/baseline.sh, the shell-script flow: curl + jq + export + rclone;
   ghost  ``ghost-backup run``: proxy fetch, tmpfs config, supervised child, parsed JSON log.
 
 They run in one process, against one ``rclone serve s3`` and one dev credential proxy, in
@@ -37,14 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from ghost_backup import rclone as rclone_cmd
-from ghost_backup.devproxy import DevProxy, ProxyState
-from ghost_backup.devstack import S3Server, canary_keys, start_s3_server
+from ghost_backup.commands.run import log_rclone_event
+from ghost_backup.host.notify import NullNotifier, StatusThrottle
+from ghost_backup.host.process import StopRequest, run_child
 from ghost_backup.logs import Redactor, TailHandler, setup_logging
-from ghost_backup.notify import NullNotifier, StatusThrottle
-from ghost_backup.orchestrator import log_rclone_event
-from ghost_backup.progress import LogEvent, format_progress, parse_line
+from ghost_backup.rclone.progress import LogEvent, format_progress, parse_line
 from ghost_backup.settings import RcloneSettings, parse_settings
-from ghost_backup.supervisor import StopRequest, run_child
+from tests.support.devproxy import DevProxy, ProxyState
+from tests.support.devstack import S3Server, canary_keys, start_s3_server
 
 BIN = Path(sys.executable).parent
 RCLONE = str(BIN / "rclone")
@@ -176,7 +176,7 @@ def run_bare(bench: Bench, raw: dict[str, Any], log: Path) -> Sample:
 
 
 def run_shell(bench: Bench, raw: dict[str, Any], log: Path) -> Sample:
-    """Run the ticket's shell flow: curl + jq + export + rclone."""
+    """Run the shell-script flow: curl + jq + export + rclone."""
     env = bench.base_env() | {"PROXY_URL": bench.proxy.url()}
     return run_timed(["bash", str(BASELINE), *bench.sync_argv(raw)], env, log)
 

@@ -7,8 +7,6 @@ documented code (docs/exit-codes.md), tracebacks appear only with ``--verbose``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import logging
 import os
 import sys
@@ -17,22 +15,20 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ghost_backup import __version__, actions, state
-from ghost_backup.alerts import HttpAlerts, NullAlerts, build_unit_failure_event
-from ghost_backup.audit import (
-    build_scan_plan,
-    format_report_json,
-    format_report_text,
-    read_host_locations,
-    run_audit,
-)
-from ghost_backup.credentials import new_session
+from ghost_backup import __version__
+from ghost_backup.commands import check, restore, verify
+from ghost_backup.commands.alert import run_alert
+from ghost_backup.commands.audit_host import run_audit_host
+from ghost_backup.commands.context import Deps
+from ghost_backup.commands.run import run_backup
+from ghost_backup.commands.status import run_status
+from ghost_backup.credentials.http import new_session
 from ghost_backup.errors import ConfigError, ExitCode, GhostBackupError, UsageError
+from ghost_backup.host.notify import Notifier, NullNotifier, notifier_from_env, watchdog_interval
+from ghost_backup.host.process import StopRequest
 from ghost_backup.logs import NOTICE, Redactor, setup_logging, stderr_is_journal
-from ghost_backup.notify import NullNotifier, notifier_from_env, watchdog_interval
-from ghost_backup.orchestrator import Deps, run_backup
-from ghost_backup.settings import load_settings
-from ghost_backup.supervisor import StopRequest
+from ghost_backup.report.alerts import AlertSink, HttpAlerts, NullAlerts
+from ghost_backup.settings import Settings, load_settings
 
 log = logging.getLogger("ghost_backup")
 
@@ -56,15 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(ghost-backup-alert@.service, OnFailure=)")
     alert.add_argument("--unit", required=True, help="the failed unit's name")
     _add_toolkit_parsers(sub)
-    proxy = sub.add_parser("dev-proxy", help="serve a loopback credential proxy (tests, demo)")
-    proxy.add_argument("--host", default="127.0.0.1")
-    proxy.add_argument("--port", type=int, default=8080)
-    proxy.add_argument("--ttl", type=int, default=3600, help="validity of handed-out keys (s)")
-    proxy.add_argument("--mode", default="ok", help="behaviour; see --list-modes")
-    proxy.add_argument("--keys-file", type=Path, default=None,
-                       help="0600 JSON file with access_key_id, secret_access_key "
-                            "[, session_token] (default: GHOST_DEV_PROXY_* environment)")
-    proxy.add_argument("--list-modes", action="store_true", help="print the modes and exit")
     audit = sub.add_parser("audit-host", help="look for long-lived S3/R2 keys on this host "
                                               "(read-only; exit 80 if any)")
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -101,8 +88,18 @@ def _add_toolkit_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     status.add_argument("--json", action="store_true", help="print the state record as JSON")
 
 
-def _toolkit_deps(env: Mapping[str, str]) -> Deps:
-    """Collaborators for check/restore/verify: no alerts, no systemd notifications."""
+def build_deps(
+    env: Mapping[str, str],
+    *,
+    notifier: Notifier | None = None,
+    alerts: AlertSink | None = None,
+    watchdog_seconds: float | None = None,
+) -> Deps:
+    """Wire the collaborators of a command: the one place that builds :class:`Deps`.
+
+    ``check``, ``restore`` and ``verify`` take the defaults (no alerts, no systemd
+    notifications); ``run`` passes the notifier, the alert channels and the watchdog.
+    """
     stop = StopRequest()
     stop.install()
     return Deps(
@@ -110,11 +107,12 @@ def _toolkit_deps(env: Mapping[str, str]) -> Deps:
         clock=lambda: datetime.now(UTC),
         monotonic=time.monotonic,
         sleep=time.sleep,
-        notifier=NullNotifier(),
-        alerts=NullAlerts(),
+        notifier=notifier or NullNotifier(),
+        alerts=alerts or NullAlerts(),
         redactor=_REDACTOR,
         stop=stop,
         env=env,
+        watchdog_seconds=watchdog_seconds,
     )
 
 
@@ -122,12 +120,12 @@ def _cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         settings = load_settings(args.config, env)
     except ConfigError:
-        sys.stdout.write(actions.format_checklist((actions.CheckItem(
+        sys.stdout.write(check.format_checklist((check.CheckItem(
             "settings", False, "configuration is invalid (problems below)", ExitCode.CONFIG),)))
         raise
-    items = actions.run_check(settings, _toolkit_deps(env))
-    sys.stdout.write(_REDACTOR.redact(actions.format_checklist(items)))
-    code = actions.first_failure(items)
+    items = check.run_check(settings, build_deps(env))
+    sys.stdout.write(_REDACTOR.redact(check.format_checklist(items)))
+    code = check.first_failure(items)
     if code != ExitCode.OK:
         log.error("check failed: %s", next(i.detail for i in items if i.passed is False))
     return int(code)
@@ -135,9 +133,9 @@ def _cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = load_settings(args.config, env)
-    request = actions.RestoreRequest(target=args.to, subpath=args.path, dry_run=args.dry_run,
+    request = restore.RestoreRequest(target=args.to, subpath=args.path, dry_run=args.dry_run,
                                      from_archive=args.from_archive, force=args.force)
-    summary = actions.run_restore(settings, _toolkit_deps(env), request)
+    summary = restore.run_restore(settings, build_deps(env), request)
     log.log(NOTICE, "%s", summary)
     return int(ExitCode.OK)
 
@@ -146,7 +144,7 @@ def _cmd_verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.sample is not None and args.sample < 1:
         raise UsageError("--sample must be at least 1")
     settings = load_settings(args.config, env)
-    summary = actions.run_verify(settings, _toolkit_deps(env), sample=args.sample,
+    summary = verify.run_verify(settings, build_deps(env), sample=args.sample,
                                  seed=args.seed)
     log.log(NOTICE, "%s", summary)
     return int(ExitCode.OK)
@@ -154,93 +152,38 @@ def _cmd_verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = load_settings(args.config, env)
-    record = state.read_last_run(settings.state.dir)
-    if args.json:
-        payload = {"outcome": "none"} if record is None else record.model_dump(mode="json")
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
-    else:
-        sys.stdout.write(state.format_last_run(
-            record, now=datetime.now(UTC), path=state.state_file(settings.state.dir)))
+    sys.stdout.write(run_status(settings, as_json=args.json, now=datetime.now(UTC)))
     return int(ExitCode.OK)
 
 
 def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = load_settings(args.config, env)
-    redactor = _REDACTOR
-    stop = StopRequest()
-    stop.install()
-    session = new_session()
-    deps = Deps(
-        session=session,
-        clock=lambda: datetime.now(UTC),
-        monotonic=time.monotonic,
-        sleep=time.sleep,
+    deps = build_deps(
+        env,
         notifier=notifier_from_env(env),
-        alerts=HttpAlerts(settings.alerts, new_session(), redactor),
-        redactor=redactor,
-        stop=stop,
-        env=env,
+        alerts=HttpAlerts(settings.alerts, new_session(), _REDACTOR),
         watchdog_seconds=watchdog_interval(env),
     )
-    report = run_backup(settings, deps)
-    return int(report.exit_code)
+    return int(run_backup(settings, deps).exit_code)
 
 
 def _cmd_alert(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    event = build_unit_failure_event(args.unit, env)
-    # The journal first: it is the channel of last resort, even if the config is broken.
-    log.critical("%s", event.message)
-    settings = load_settings(args.config, env)
-    HttpAlerts(settings.alerts, new_session(), _REDACTOR).finish(event)
-    return 0
+    def sink(settings: Settings) -> AlertSink:
+        return HttpAlerts(settings.alerts, new_session(), _REDACTOR)
 
-
-def _cmd_dev_proxy(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from ghost_backup.devproxy import MODES_HELP, DevProxy, ProxyState  # noqa: PLC0415
-
-    if args.list_modes:
-        sys.stdout.write(MODES_HELP)
-        return 0
-    if args.keys_file is not None:
-        try:
-            keys = json.loads(args.keys_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise UsageError(f"cannot read keys file {args.keys_file}: "
-                             f"{err.__class__.__name__}") from None
-    else:
-        keys = {
-            "access_key_id": env.get("GHOST_DEV_PROXY_ACCESS_KEY_ID"),
-            "secret_access_key": env.get("GHOST_DEV_PROXY_SECRET_ACCESS_KEY"),
-            "session_token": env.get("GHOST_DEV_PROXY_SESSION_TOKEN"),
-        }
-    if not keys.get("access_key_id") or not keys.get("secret_access_key"):
-        raise UsageError("dev-proxy needs keys: set GHOST_DEV_PROXY_ACCESS_KEY_ID and "
-                         "GHOST_DEV_PROXY_SECRET_ACCESS_KEY, or pass --keys-file")
-    state = ProxyState(
-        access_key_id=keys["access_key_id"],
-        secret_access_key=keys["secret_access_key"],
-        session_token=keys.get("session_token") or None,
-        ttl_seconds=args.ttl,
-        mode=args.mode,
-    )
-    proxy = DevProxy(state, host=args.host, port=args.port)
-    log.info("dev credential proxy listening on %s (mode %s)", proxy.base_url, args.mode)
-    with contextlib.suppress(KeyboardInterrupt):
-        proxy.serve_forever()
+    run_alert(args.unit, env, lambda: load_settings(args.config, env), sink)
     return 0
 
 
 def _cmd_audit_host(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    locations, note = read_host_locations(args.config, env, args.root)
-    report = run_audit(build_scan_plan(locations, args.paths), args.root,
-                       notes=[note] if note else [])
-    sys.stdout.write(format_report_json(report) if args.json else format_report_text(report))
-    return int(ExitCode.OK if report.clean else ExitCode.KEYS_ON_HOST)
+    text, code = run_audit_host(args.config, env, args.root, args.paths, as_json=args.json)
+    sys.stdout.write(text)
+    return int(code)
 
 
 _REDACTOR = Redactor()
 _COMMANDS = {
-    "run": _cmd_run, "alert": _cmd_alert, "dev-proxy": _cmd_dev_proxy, "check": _cmd_check,
+    "run": _cmd_run, "alert": _cmd_alert, "check": _cmd_check,
     "restore": _cmd_restore, "verify": _cmd_verify, "status": _cmd_status,
     "audit-host": _cmd_audit_host,
 }

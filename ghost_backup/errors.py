@@ -1,14 +1,19 @@
-"""The one exception hierarchy and the documented exit-code table.
+"""The one exception hierarchy and the exit-code table, the single source of both.
 
-Every failure ghost-backup knows about is a :class:`GhostBackupError` carrying a
-user-safe, one-line message and an exit code from :class:`ExitCode`. Third-party
-exceptions are translated into these at the boundary where they happen, so the
-CLI can print one clear line and return the code without a traceback.
-The table is documented in ``docs/exit-codes.md``; the systemd unit refers to it.
+Every failure ghost-backup knows about is a :class:`GhostBackupError` carrying a user-safe,
+one-line message and an exit code from :class:`ExitCode`. Third-party exceptions are
+translated into these at the boundary where they happen, so the CLI can print one clear line
+and return the code without a traceback.
+
+Each :class:`ExitCode` carries its meaning and whether systemd should restart the unit after
+it (:data:`EXIT_CODES`). The README's table and ``docs/exit-codes.md``'s table are generated
+from it (``make docs``) and the unit's ``RestartPreventExitStatus=`` is checked against it by
+``tests/unit/test_errors.py``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 
 
@@ -30,6 +35,155 @@ class ExitCode(IntEnum):
     KEYS_ON_HOST = 80
     VERIFY_MISMATCH = 81
     TERMINATED = 143
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """What an exit code means, what to do about it, and whether a later automatic attempt
+    can heal it (systemd's ``Restart=on-failure`` may retry it)."""
+
+    meaning: str
+    detail: str
+    action: str
+    retry: bool
+
+
+# ``retry``: systemd's Restart=on-failure may try again (RestartPreventExitStatus= lists the
+# others). Only what time can heal is retried: a flaky rclone run, a lock held or a window cut
+# off. A failed credential fetch is never retried in a loop: it stops the backup and alerts.
+EXIT_CODES: dict[ExitCode, ExitInfo] = {
+    ExitCode.OK: ExitInfo(
+        meaning=('backup finished'),
+        detail=('backup finished'),
+        action=('nothing'),
+        retry=False,
+    ),
+    ExitCode.RCLONE_FAILED: ExitInfo(
+        meaning=('rclone failed (could not start, stalled, or exited with an error)'),
+        detail=('rclone could not start (binary missing), stalled, crashed or exited with an error'
+                " (rclone's own code is in the log line)"),
+        action=('read the `rclone:` lines before the failure in the journal; a 403 means the keys '
+                'were refused by R2 (see runbook "invalid keys")'),
+        retry=True,
+    ),
+    ExitCode.USAGE: ExitInfo(
+        meaning=('usage error'),
+        detail=('the command line was wrong'),
+        action=("fix the unit's `ExecStart=` or your command"),
+        retry=False,
+    ),
+    ExitCode.CREDENTIALS_INVALID: ExitInfo(
+        meaning=('credential answer invalid (malformed, missing fields, expired, too long-lived)'),
+        detail=('the proxy answered, but not with usable short-lived keys: not JSON, missing or '
+                'empty fields, expired, expiring too soon, valid too long, no timezone'),
+        action=("check the credential provider's configuration at the proxy; the log line names "
+                'the field, never the value'),
+        retry=False,
+    ),
+    ExitCode.SOURCE_REFUSED: ExitInfo(
+        meaning=('source refused (missing, not mounted, empty, sentinel missing)'),
+        detail=('the source is missing, not a mount point, empty, or lacks its sentinel file; '
+                'nothing was synced or deleted'),
+        action=('check that the data disk is mounted (`findmnt /var/mnt/storage`)'),
+        retry=False,
+    ),
+    ExitCode.PROXY_UNAVAILABLE: ExitInfo(
+        meaning=('credential proxy unreachable or failing after retries'),
+        detail=('the credential proxy could not be reached, timed out, or kept answering 5xx/429 '
+                'after retries; or 404 (no such provider)'),
+        action=('`systemctl status` of the proxy; `curl -sI` its URL from the host; check the '
+                'provider name in `credentials.url`'),
+        retry=False,
+    ),
+    ExitCode.INTERNAL: ExitInfo(
+        meaning=('internal error (a bug: run with `--verbose`)'),
+        detail=('a bug'),
+        action=('run `ghost-backup --verbose run` and report the traceback'),
+        retry=False,
+    ),
+    ExitCode.RUNTIME_UNSAFE: ExitInfo(
+        meaning=('runtime directory unsafe (not tmpfs, wrong owner or mode)'),
+        detail=('the runtime dir is not tmpfs, not ours, or not 0700; nothing secret was created'),
+        action=('run under the shipped unit (`RuntimeDirectory=ghost`), or point `runtime.dir` at '
+                'a tmpfs'),
+        retry=False,
+    ),
+    ExitCode.TEMPORARY: ExitInfo(
+        meaning=('temporary: another run holds the lock, or the run was cut off before the keys '
+                 'expire'),
+        detail=('another run holds the lock (its pid is named), or rclone was cut off before the '
+                'credentials expired (not every file was copied)'),
+        action=('nothing if it recurs once; if every night is cut off, ask for a longer credential'
+                ' lifetime or speed the sync up'),
+        retry=True,
+    ),
+    ExitCode.PROXY_DENIED: ExitInfo(
+        meaning=('credential proxy denied the request (401/403)'),
+        detail=('the proxy refused this workload (401/403)'),
+        action=('check the access policy (and its time condition) at the credential proxy'),
+        retry=False,
+    ),
+    ExitCode.CONFIG: ExitInfo(
+        meaning=('bad configuration'),
+        detail=('the configuration is missing or invalid (every problem is listed)'),
+        action=('fix the file named in the message; see `docs/configuration.md`'),
+        retry=False,
+    ),
+    ExitCode.DELETE_GUARD: ExitInfo(
+        meaning=('deletion guard tripped (`rclone.max_delete`)'),
+        detail=('rclone stopped because the sync would delete more than `rclone.max_delete` '
+                'objects'),
+        action=('check the source really lost those files; if intended, raise `rclone.max_delete` '
+                'for one run'),
+        retry=False,
+    ),
+    ExitCode.KEYS_ON_HOST: ExitInfo(
+        meaning=('`audit-host` found a key-like value on disk'),
+        detail=('`ghost-backup audit-host` found something that looks like an S3/R2 key on disk'),
+        action=('see `docs/runbook.md`, "Auditing the host for keys": move the key out, rotate it'),
+        retry=False,
+    ),
+    ExitCode.VERIFY_MISMATCH: ExitInfo(
+        meaning=('`verify` (or the check after a `restore`) found files that differ or are '
+                 'missing'),
+        detail=('`ghost-backup verify`, or the check that follows a `restore`, found files that '
+                'differ from the backup or are missing there (the first ten of each kind are '
+                'logged)'),
+        action=('see the runbook, "Exit 81"; a file changed since the last run differs '
+                'legitimately'),
+        retry=False,
+    ),
+    ExitCode.TERMINATED: ExitInfo(
+        meaning=('terminated by SIGTERM/SIGINT (rclone stopped, config shredded)'),
+        detail=('SIGTERM/SIGINT arrived (shutdown, reboot, `systemctl stop`); rclone was stopped '
+                'and the config shredded'),
+        action=("nothing if it was a shutdown: the next night's sync continues where this one "
+                'stopped (`Persistent=true` only catches up a start the timer *missed*, not an '
+                'interrupted run); `systemctl start ghost-backup` to finish it now'),
+        retry=False,
+    ),
+}
+
+
+def non_retryable_codes() -> tuple[int, ...]:
+    """Return the failure codes systemd must not restart after (``RestartPreventExitStatus=``)."""
+    return tuple(int(code) for code, info in EXIT_CODES.items()
+                 if code != ExitCode.OK and not info.retry)
+
+
+def format_exit_code_table() -> str:
+    """Return the short Markdown table of every exit code and its meaning (README)."""
+    rows = ["| code | meaning |", "|---:|---|"]
+    rows += [f"| {int(code)} | {info.meaning} |" for code, info in EXIT_CODES.items()]
+    return "\n".join(rows) + "\n"
+
+
+def format_exit_code_reference() -> str:
+    """Return the full Markdown table: code, name, meaning, retried, what to do (docs)."""
+    rows = ["| code | name | meaning | systemd retries | what to do |", "|---:|---|---|---|---|"]
+    rows += [f"| {int(code)} | {code.name} | {info.detail} | {'yes' if info.retry else 'no'} "
+             f"| {info.action} |" for code, info in EXIT_CODES.items()]
+    return "\n".join(rows) + "\n"
 
 
 class GhostBackupError(Exception):
@@ -61,7 +215,13 @@ class ConfigError(GhostBackupError):
 
 
 class CredentialsInvalid(GhostBackupError):
-    """The proxy answered, but not with usable short-lived credentials."""
+    """The credential source answered, but not with usable short-lived credentials."""
+
+    exit_code = ExitCode.CREDENTIALS_INVALID
+
+
+class KeysRefused(GhostBackupError):
+    """The bucket refused the keys the credential source handed out (HTTP 401/403 from R2)."""
 
     exit_code = ExitCode.CREDENTIALS_INVALID
 
@@ -72,8 +232,8 @@ class SourceRefused(GhostBackupError):
     exit_code = ExitCode.SOURCE_REFUSED
 
 
-class ProxyUnavailable(GhostBackupError):
-    """The credential proxy could not be reached or kept failing."""
+class CredentialsUnavailable(GhostBackupError):
+    """The credential source (proxy, API, helper, systemd credential) could not answer."""
 
     exit_code = ExitCode.PROXY_UNAVAILABLE
 
@@ -90,8 +250,8 @@ class TemporaryFailure(GhostBackupError):
     exit_code = ExitCode.TEMPORARY
 
 
-class ProxyDenied(GhostBackupError):
-    """The credential proxy refused this workload (401/403)."""
+class CredentialsDenied(GhostBackupError):
+    """The credential source refused this workload (HTTP 401/403, or its equivalent)."""
 
     exit_code = ExitCode.PROXY_DENIED
 
@@ -118,3 +278,9 @@ class VerifyMismatch(GhostBackupError):
     """``verify`` or a restore's check found files that differ from the backup."""
 
     exit_code = ExitCode.VERIFY_MISMATCH
+
+
+class StateUnreadable(GhostBackupError):
+    """The state file exists but is not a record ghost-backup wrote."""
+
+    exit_code = ExitCode.INTERNAL

@@ -1,7 +1,7 @@
 """Settings: one validated, immutable model loaded from TOML plus a few environment overrides.
 
 The model is the single source of truth for what can be configured: every field carries a
-description, which feeds ``docs/configuration.md`` (generated, see ``tools/gen_config_docs.py``)
+description, which feeds ``docs/configuration.md`` (generated, see ``tools/gen_docs.py``)
 and the example config. A bad config is reported once, listing every problem.
 """
 
@@ -395,7 +395,8 @@ class SystemdCredentialSettings(_Section):
         "r2-backup",
         description=(
             "Credential name (`LoadCredential=<name>:...` in the unit); the file "
-            "`$CREDENTIALS_DIRECTORY/<name>` holds the ticket's JSON or `credential_process` JSON."
+            "`$CREDENTIALS_DIRECTORY/<name>` holds the proxy's JSON contract or "
+            "`credential_process` JSON."
         ),
     )
 
@@ -404,6 +405,13 @@ class SystemdCredentialSettings(_Section):
     def _name(cls, value: str) -> str:
         _credential_name(value)
         return value
+
+
+# The sections of the sources that have one; `build_source` dispatches on their type, so each
+# adapter receives its own section, validated and never None.
+SourceSection = (
+    AembitEdgeSettings | CloudflareTempSettings | CommandSettings | SystemdCredentialSettings
+)
 
 
 class CredentialsSettings(_Section):
@@ -511,10 +519,8 @@ class CredentialsSettings(_Section):
             raise ValueError("min_validity_seconds must be below max_validity_seconds")
         if self.safety_margin_seconds >= max(self.min_validity_seconds, 1):
             raise ValueError("safety_margin_seconds must be below min_validity_seconds")
-        section = self.source.replace("-", "_")
-        if section in ("aembit_edge", "cloudflare_temp", "command") and (
-            getattr(self, section) is None
-        ):
+        if self.source != "http-json" and self.selected_section() is None:
+            section = self.source.replace("-", "_")
             raise ValueError(
                 f"credentials.source = \"{self.source}\" needs a [credentials.{section}] section"
             )
@@ -527,6 +533,20 @@ class CredentialsSettings(_Section):
                 "max_validity_seconds"
             )
         return self
+
+    def selected_section(self) -> SourceSection | None:
+        """Return the chosen source's own section, typed (None for `http-json`, whose
+        settings are this section's `url` and timeouts, or when the section is missing)."""
+        match self.source:
+            case "aembit-edge":
+                return self.aembit_edge
+            case "cloudflare-temp":
+                return self.cloudflare_temp
+            case "command":
+                return self.command
+            case "systemd-credential":
+                return self.systemd_credential
+        return None
 
 
 class RcloneSettings(_Section):
@@ -695,7 +715,7 @@ def resolve_config_path(cli_path: Path | None, env: Mapping[str, str]) -> Path:
 
 
 def apply_env_overrides(raw: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Given raw config data, return a copy with the ticket's environment names applied.
+    """Given raw config data, return a copy with the documented environment overrides applied.
 
     ``BACKUP_BUCKET`` and ``CF_ACCOUNT_ID`` replace the destination's bucket and account;
     ``PROXY_URL`` is a base URL to which ``/credentials/<provider>`` is appended, the provider

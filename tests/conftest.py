@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ghost_backup.devproxy import DevProxy, ProxyState
-from ghost_backup.devstack import canary_keys, start_s3_server
 from tests.helpers import BUCKET, RCLONE, Stack, make_tree
 from tests.receiver import AlertReceiver
+from tests.support.devproxy import DevProxy, ProxyState
+from tests.support.devstack import canary_keys, start_s3_server
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ghost_backup.devproxy import DevProxy
-from ghost_backup.devstack import S3Server
 from tests.receiver import AlertReceiver
+from tests.support.devproxy import DevProxy
+from tests.support.devstack import S3Server
 
 BIN = Path(sys.executable).parent
 RCLONE = str(BIN / "rclone")
@@ -181,7 +181,7 @@ def find_canaries(secrets: Iterable[str], *, texts: Iterable[str] = (),
 
 def is_tmpfs(path: Path) -> bool:
     """Return True if ``path`` is on tmpfs/ramfs."""
-    from ghost_backup.ephemeral import RAMFS_MAGIC, TMPFS_MAGIC, read_fs_magic  # noqa: PLC0415
+    from ghost_backup.host.libc import RAMFS_MAGIC, TMPFS_MAGIC, read_fs_magic  # noqa: PLC0415
 
     return read_fs_magic(path) in (TMPFS_MAGIC, RAMFS_MAGIC)
 

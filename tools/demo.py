@@ -15,8 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ghost_backup.devproxy import DevProxy, ProxyState
-from ghost_backup.devstack import canary_keys, start_s3_server
+if not __package__:  # run as a file (`python tools/demo.py`): the dev helpers live in tests/
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.devproxy import DevProxy, ProxyState
+from tests.support.devstack import canary_keys, start_s3_server
 
 BIN = Path(sys.executable).parent
 

@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_bench_quick_run_prints_every_table(tmp_path: Path) -> None:
     raw = tmp_path / "figures.json"
-    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--json", str(raw)],
-                          capture_output=True, text=True, timeout=180, check=False)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--json", str(raw)],
+                          capture_output=True, text=True, timeout=180, check=False, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     for heading in ("ghost/bare", "(a) small files", "(b) same tree", "(c) many files",
                     "(d) 2 large files", "supervisor peak RSS", "start-up, process start",

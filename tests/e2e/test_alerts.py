@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ghost_backup.devstack import free_port
 from ghost_backup.errors import ExitCode
 from tests.helpers import Stack, error_lines, find_canaries, make_tree
+from tests.support.devstack import free_port
 
 
 def _assert_no_canaries(stack: Stack, *texts: str) -> None:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ghost_backup.audit import (
-    MAX_FILE_BYTES,
+from ghost_backup.audit.classify import (
     SHAPE_AWS_KEY_ID,
     SHAPE_AWS_SECRET,
     SHAPE_R2_KEY_ID,
@@ -24,6 +23,7 @@ from ghost_backup.audit import (
     classify_shape,
     fingerprint,
 )
+from ghost_backup.audit.scan import MAX_FILE_BYTES
 from ghost_backup.errors import ExitCode
 from tests.helpers import BIN, GHOST_BACKUP, Stack, find_canaries, make_tree
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from ghost_backup.devproxy import Blackhole
-from ghost_backup.devstack import free_port
 from ghost_backup.errors import ExitCode
 from tests.helpers import Stack, error_lines, find_canaries, make_tree
+from tests.support.devproxy import Blackhole
+from tests.support.devstack import free_port
 
 # Short, so the whole matrix runs in about a minute; the retry logic is the same.
 FAST_RETRIES = {

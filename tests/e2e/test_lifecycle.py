@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ghost_backup.ephemeral import RAMFS_MAGIC, TMPFS_MAGIC, read_fs_magic
+from ghost_backup.host.libc import RAMFS_MAGIC, TMPFS_MAGIC, read_fs_magic
 from tests.helpers import RCLONE, Stack, find_canaries, make_tree
 
 # A stand-in rclone that records what it was given (file modes, filesystem, env *names*)

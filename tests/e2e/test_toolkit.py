@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ghost_backup.devproxy import ProxyState
 from tests.helpers import RCLONE, Stack, find_canaries, make_tree
+from tests.support.devproxy import ProxyState
 
 FILES = 60
 

@@ -30,10 +30,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ghost_backup.devproxy import DevProxy, ProxyState
-from ghost_backup.devstack import S3Server, start_s3_server
 from tests.helpers import RCLONE, make_tree, render_toml
 from tests.receiver import AlertReceiver, Received
+from tests.support.devproxy import DevProxy, ProxyState
+from tests.support.devstack import S3Server, start_s3_server
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS_DIR = REPO / "packaging" / "systemd"
@@ -92,7 +92,7 @@ systemctl --version > "$out/systemd.version"
 start_and_wait "$svc" "$out/success.status"
 record "$svc" success
 
-# 2: the credential proxy answers 503 (PROXY_URL is the ticket's own override).
+# 2: the credential proxy answers 503 (PROXY_URL is the documented override).
 systemctl set-environment PROXY_URL=__FAILING_PROXY__
 start_and_wait "$svc" "$out/failure.status"
 record "$svc" failure

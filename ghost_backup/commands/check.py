@@ -1,0 +1,131 @@
+"""``ghost-backup check``: the preflight checklist (settings, rclone, source, runtime dir,
+credentials, bucket listable). Writes nothing at the destination: the bucket is only listed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ghost_backup import rclone
+from ghost_backup.commands.context import (
+    Deps,
+    Window,
+    command_scope,
+    fetch_audited_credentials,
+    fetch_rclone_version,
+    new_run_id,
+)
+from ghost_backup.commands.guards import check_source
+from ghost_backup.credentials.model import Credentials
+from ghost_backup.credentials.sources import build_source
+from ghost_backup.errors import ExitCode, GhostBackupError, RcloneFailed, Terminated
+from ghost_backup.host.process import run_captured
+from ghost_backup.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LIST_TIMEOUT_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """One line of the ``check`` checklist; ``code`` is None when it passed or was skipped."""
+
+    name: str
+    passed: bool | None
+    detail: str
+    code: ExitCode | None = None
+
+
+def format_checklist(items: tuple[CheckItem, ...]) -> str:
+    """Return the checklist text: ``[ok]``, ``[FAIL]`` or ``[skip]`` per item."""
+    marks = {True: "[ok]  ", False: "[FAIL]", None: "[skip]"}
+    lines = [f"{marks[item.passed]} {item.name}: {item.detail}" for item in items]
+    return "\n".join(lines) + "\n"
+
+
+def first_failure(items: tuple[CheckItem, ...]) -> ExitCode:
+    """Return the exit code of the first failed item, or OK."""
+    return next((item.code for item in items if item.passed is False and item.code),
+                ExitCode.OK)
+
+
+def run_check(settings: Settings, deps: Deps) -> tuple[CheckItem, ...]:
+    """Run every preflight check that can run and return the checklist.
+
+    Nothing is written at the destination (the bucket is only listed). Checks that depend
+    on a failed one are reported as skipped.
+    """
+    items: list[CheckItem] = []
+
+    def record(name: str, step: Callable[[], str]) -> bool:
+        try:
+            items.append(CheckItem(name, True, step()))
+            return True
+        except Terminated:
+            raise  # SIGTERM/SIGINT stops the whole check, not one line of it
+        except GhostBackupError as err:
+            items.append(CheckItem(name, False, err.message, err.exit_code))
+            return False
+
+    def skip(name: str, why: str) -> None:
+        items.append(CheckItem(name, None, why))
+
+    items.append(CheckItem("settings", True, "configuration is valid"))
+    record("rclone", lambda: _check_rclone_version(settings, deps))
+    record("source", lambda: _check_source(settings))
+    run_id = new_run_id(deps.clock())
+    try:
+        with command_scope(settings, deps, run_id) as scope:
+            items.append(CheckItem("runtime dir", True,
+                                   f"{settings.runtime.dir} is private tmpfs; lock free"))
+            credentials: list[Credentials] = []
+
+            def fetch() -> str:
+                fetched, _ = fetch_audited_credentials(settings, deps, run_id, command="check")
+                credentials.append(fetched)
+                valid = int((credentials[0].expires_at - deps.clock()).total_seconds())
+                return (f"{build_source(settings).provider} gave keys valid {valid}s "
+                        f"(until {credentials[0].expires_at.isoformat(timespec='seconds')})")
+
+            if not record("credentials", fetch):
+                skip("bucket", "needs credentials")
+                return tuple(items)
+            window = scope.open_window(credentials[0])
+            record("bucket", lambda: _check_bucket(settings, deps, window))
+    except Terminated:
+        raise
+    except GhostBackupError as err:
+        items.append(CheckItem("runtime dir", False, err.message, err.exit_code))
+        skip("credentials", "needs a safe runtime dir and the lock")
+        skip("bucket", "needs a safe runtime dir and the lock")
+    return tuple(items)
+
+
+def _check_rclone_version(settings: Settings, deps: Deps) -> str:
+    version = fetch_rclone_version(settings, deps.env)
+    if version is None:
+        raise RcloneFailed(f"{settings.rclone.binary} did not report an rclone version")
+    parsed = rclone.parse_version(f"rclone {version}")
+    minimum = "v" + ".".join(map(str, rclone.MIN_VERSION))
+    if parsed is None or parsed[1] < rclone.MIN_VERSION:
+        raise RcloneFailed(f"rclone {version} is older than {minimum}, the oldest tested; "
+                           "upgrade the sysext image or rclone.binary")
+    return f"{version} at {settings.rclone.binary} (>= {minimum})"
+
+
+def _check_source(settings: Settings) -> str:
+    check_source(settings.source)
+    return f"{settings.source.path} passes the guard (exists, mounted or allowed, not empty)"
+
+
+def _check_bucket(settings: Settings, deps: Deps, window: Window) -> str:
+    argv = rclone.build_list_argv(settings, config_path=window.config_path,
+                                  work_dir=window.run_dir)
+    result = run_captured(argv, window.child_env(deps), timeout_seconds=LIST_TIMEOUT_SECONDS)
+    if result.returncode != 0:
+        raise rclone.classify_list_failure(result.returncode, result.stderr,
+                                           redact=deps.redactor.redact)
+    entries = len([line for line in result.stdout.splitlines() if line.strip()])
+    return f"{rclone.remote_path(settings)} is reachable and listable ({entries} top-level entries)"

@@ -1,0 +1,285 @@
+"""``ghost-backup run``: the nightly backup, the one place that sequences its effects.
+
+    runtime dir proven tmpfs -> lock -> source guard -> rclone version
+    -> credential fetch (audit line) -> per-run dir + config -> rclone child (READY, progress,
+    watchdog) -> finally: STOPPING, shred config, remove per-run dir, unlock
+    -> state file + metrics textfile -> alerts
+
+The shared lifecycle is :func:`~ghost_backup.commands.context.command_scope`; collaborators
+arrive in :class:`~ghost_backup.commands.context.Deps`, wired by the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ghost_backup import rclone
+from ghost_backup.commands.context import (
+    Deps,
+    Window,
+    command_scope,
+    fetch_audited_credentials,
+    fetch_rclone_version,
+    log_rclone_event,
+    max_duration_seconds,
+    new_run_id,
+)
+from ghost_backup.commands.guards import check_source
+from ghost_backup.credentials.sources import CredentialSource, build_source
+from ghost_backup.errors import ExitCode, GhostBackupError, RcloneFailed
+from ghost_backup.host.notify import StatusThrottle
+from ghost_backup.host.process import ChildResult, run_child
+from ghost_backup.logs import NOTICE, Redactor, TailHandler
+from ghost_backup.rclone.progress import (
+    LogEvent,
+    Stats,
+    format_progress,
+    format_summary,
+    is_max_delete_refusal,
+)
+from ghost_backup.report import metrics, state
+from ghost_backup.report.alerts import AlertEvent
+from ghost_backup.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL_SECONDS = 5.0
+VERSION_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The outcome of one run: what the state file, metrics and alerts are built from."""
+
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    exit_code: ExitCode
+    message: str
+    stats: Stats | None = None
+    credential_requested_at: datetime | None = None
+    credential_expires_at: datetime | None = None
+    rclone_returncode: int | None = None
+    rclone_version: str | None = None
+    stale_dirs_removed: tuple[str, ...] = field(default=())
+
+    @property
+    def outcome(self) -> str:
+        """Return ``success`` or ``failure``."""
+        return "success" if self.exit_code == ExitCode.OK else "failure"
+
+
+def _sync(settings: Settings, deps: Deps, window: Window) -> ChildResult:
+    max_duration = max_duration_seconds(settings, deps, window.credentials)
+    argv = rclone.build_sync_argv(
+        settings,
+        config_path=window.config_path,
+        work_dir=window.run_dir,
+        max_duration_seconds=max_duration,
+        archive_stamp=window.run_id,
+    )
+    env = window.child_env(deps)
+    status = StatusThrottle(deps.notifier, STATUS_INTERVAL_SECONDS, deps.monotonic)
+    last_ping = [-float("inf")]
+
+    def on_started(pid: int) -> None:
+        log.info("rclone started (pid %d), stops by itself within %ds", pid, max_duration)
+        deps.notifier.send("READY=1")
+        status.update(f"syncing {settings.source.path} (run {window.run_id})", force=True)
+
+    refusals = [0]
+
+    def on_event(event: LogEvent) -> None:
+        # rclone logs one error per deletion --max-delete refused: a mass delete would flood
+        # the journal past its rate limit (journald.conf RateLimitBurst=) and drop our own
+        # error line. Relay the first, count the rest.
+        if is_max_delete_refusal(event):
+            refusals[0] += 1
+            if refusals[0] > 1:
+                return
+        log_rclone_event(event)
+        if event.stats is not None:
+            status.update(format_progress(event.stats))
+
+    def on_tick() -> None:
+        if deps.watchdog_seconds is not None:
+            now = deps.monotonic()
+            if now - last_ping[0] >= deps.watchdog_seconds:
+                last_ping[0] = now
+                deps.notifier.send("WATCHDOG=1")
+
+    tick = 1.0 if deps.watchdog_seconds is None else min(1.0, deps.watchdog_seconds / 2)
+    # While rclone lives, SIGTERM is forwarded to it (and waited for), never raised here.
+    with deps.stop.deferred():
+        result = run_child(
+            argv,
+            env,
+            on_event=on_event,
+            on_started=on_started,
+            on_tick=on_tick,
+            stop=deps.stop,
+            tick_seconds=tick,
+            stall_timeout_seconds=settings.rclone.stall_timeout_seconds,
+            term_timeout_seconds=settings.rclone.term_timeout_seconds,
+            clock=deps.monotonic,
+        )
+    if result.last_stats is not None:  # the last figures win, however short the run
+        status.update(format_progress(result.last_stats), force=True)
+    if refusals[0] > 1:
+        log.warning("rclone refused %d more deletions past --max-delete (lines not repeated)",
+                    refusals[0] - 1)
+    return result
+
+
+def run_backup(settings: Settings, deps: Deps) -> RunReport:
+    """Run one backup from start to cleanup and return its report (never raises a known error).
+
+    Known failures become the report's exit code and message, logged at error priority;
+    the alert channels hear about every outcome.
+    """
+    started_at = deps.clock()
+    run_id = new_run_id(started_at)
+    tail = TailHandler(deps.redactor)
+    logging.getLogger().addHandler(tail)
+    source = build_source(settings)
+    facts: dict[str, object] = {}
+    try:
+        deps.alerts.start(run_id)
+        log.info("backup run %s starting: %s -> %s", run_id, settings.source.path,
+                 rclone.remote_path(settings))
+        code, message = _run(settings, deps, run_id, source, facts)
+    finally:
+        logging.getLogger().removeHandler(tail)
+    finished_at = deps.clock()
+    stats = facts.get("stats")
+    report = RunReport(
+        run_id=run_id,
+        started_at=started_at,
+        finished_at=finished_at,
+        exit_code=code,
+        message=message,
+        stats=stats if isinstance(stats, Stats) else None,
+        credential_requested_at=_dt(facts.get("requested_at")),
+        credential_expires_at=_dt(facts.get("expires_at")),
+        rclone_returncode=_int(facts.get("returncode")),
+        rclone_version=_str(facts.get("rclone_version")),
+    )
+    record_run(settings, report, deps.redactor)
+    event = AlertEvent(
+        run_id=run_id,
+        outcome=report.outcome,
+        exit_code=int(code),
+        message=message,
+        summary=summary_fields(report),
+        log_tail=tuple(tail.lines),
+    )
+    deps.alerts.finish(event)
+    deps.redactor.forget()
+    return report
+
+
+def _dt(value: object) -> datetime | None:
+    return value if isinstance(value, datetime) else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def record_run(settings: Settings, report: RunReport, redactor: Redactor) -> None:
+    """Write the state file and, if configured, the metrics textfile for ``report``.
+
+    A failure to write is logged at error and does not change the run's outcome (the backup
+    itself is what the exit code reports); a stale last-success metric then alerts.
+    """
+    try:
+        previous = state.read_last_run(settings.state.dir)
+    except GhostBackupError as err:
+        log.warning("previous state unreadable (%s); starting a new record", err.message)
+        previous = None
+    figures = summary_fields(report)
+    record = state.build_last_run(
+        run_id=report.run_id,
+        started_at=report.started_at,
+        finished_at=report.finished_at,
+        exit_code=int(report.exit_code),
+        message=redactor.redact(report.message),
+        figures={k: v for k, v in figures.items() if isinstance(v, int)},
+        credential_requested_at=report.credential_requested_at,
+        credential_expires_at=report.credential_expires_at,
+        rclone_version=report.rclone_version,
+        previous=previous,
+    )
+    try:
+        path = state.write_last_run(settings.state.dir, redactor.redact(
+            state.render_last_run(record)))
+        log.debug("state written to %s", path)
+    except OSError as err:
+        log.error("cannot write state file in %s: %s", settings.state.dir, err.strerror)
+    textfile = settings.metrics.textfile_path
+    if textfile is not None:
+        try:
+            metrics.write_textfile(textfile, redactor.redact(metrics.render_metrics(record)))
+        except OSError as err:
+            log.error("cannot write metrics textfile %s: %s", textfile, err.strerror)
+
+
+def summary_fields(report: RunReport) -> dict[str, object]:
+    """Return the run's figures for alerts and state (no secrets by construction)."""
+    s = report.stats or Stats()
+    return {
+        "bytes": s.bytes,
+        "files": s.transfers,
+        "checks": s.checks,
+        "deletes": s.deletes,
+        "errors": s.errors,
+        "duration_seconds": round((report.finished_at - report.started_at).total_seconds(), 3),
+    }
+
+
+def _run(
+    settings: Settings, deps: Deps, run_id: str, source: CredentialSource,
+    facts: dict[str, object],
+) -> tuple[ExitCode, str]:
+    started = deps.monotonic()
+    try:
+        with command_scope(settings, deps, run_id) as scope:
+            check_source(settings.source)
+            facts["rclone_version"] = fetch_rclone_version(settings, deps.env)
+            credentials, requested_at = fetch_audited_credentials(
+                settings, deps, run_id, command="run", source=source
+            )
+            facts["requested_at"] = requested_at
+            facts["expires_at"] = credentials.expires_at
+            result = _sync(settings, deps, scope.open_window(credentials))
+            del credentials
+            facts["stats"] = result.last_stats
+            facts["returncode"] = result.returncode
+            if result.stalled:
+                raise RcloneFailed(
+                    f"rclone stalled: no progress for {settings.rclone.stall_timeout_seconds}s; "
+                    "it was stopped"
+                )
+            error = rclone.classify_exit(
+                result.returncode, terminated=result.terminated,
+                max_delete_hit=result.max_delete_hit,
+            )
+            if error is not None:
+                raise error
+            log.log(NOTICE, "backup run %s finished successfully", run_id)
+            return ExitCode.OK, "backup finished"
+    except GhostBackupError as err:
+        log.error("backup run %s failed: %s", run_id, err.message)
+        return err.exit_code, err.message
+    finally:
+        if "returncode" in facts:
+            stats = facts.get("stats")
+            log.log(NOTICE, "backup run %s %s",
+                    run_id, format_summary(stats if isinstance(stats, Stats) else None,
+                                           deps.monotonic() - started))

@@ -1,0 +1,82 @@
+"""Files written for security reasons: exclusive 0600 secret files, shredding, atomic replace.
+
+Secret files (the per-run rclone config, a sample list) are created with
+``O_CREAT|O_EXCL|O_NOFOLLOW`` and mode 0600 inside a 0700 tmpfs directory
+(:mod:`ghost_backup.host.runtime`) and shredded when the run ends. Public records (the state
+file, the metrics textfile) are replaced atomically so a reader never sees half of one.
+Reading secret files (systemd credentials, token files) is :mod:`ghost_backup.host.secret_files`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+def write_private_file(directory: Path, name: str, content: str) -> Path:
+    """Create ``directory/name`` exclusively with mode 0600 and write ``content``."""
+    path = directory / name
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, content.encode())
+    finally:
+        os.close(fd)
+    return path
+
+
+def shred_file(path: Path) -> None:
+    """Overwrite ``path`` with zeros, fsync, unlink (a symlink is unlinked, never followed).
+
+    Defence in depth only: on tmpfs with a short life the real guarantee is that the bytes
+    never reached a disk (shred(1) itself cannot promise more on modern filesystems).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        path.unlink(missing_ok=True)
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            os.pwrite(fd, b"\0" * size, 0)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    path.unlink(missing_ok=True)
+
+
+def write_file_atomically(path: Path, text: str, mode: int) -> None:
+    """Replace ``path`` with ``text`` atomically: temp file, fsync, rename, fsync directory.
+
+    The temporary name starts with a dot and ends in ``.tmp``, so node_exporter's textfile
+    collector (which reads ``*.prom`` only) never sees it. Raise OSError on failure, leaving
+    the previous file untouched.
+    """
+    directory = path.parent
+    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # left by a process with our pid that died mid-write
+    fd = os.open(tmp, flags, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask filters os.open's mode; make it exact
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    try:
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

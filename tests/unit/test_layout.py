@@ -1,0 +1,64 @@
+"""The layout keeps the promises docs/architecture.md makes: dependencies point one way, one
+module starts processes, one holds the C library, and nothing dev-only ships."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from ghost_backup.cli import build_parser
+
+PACKAGE = Path(__file__).resolve().parents[2] / "ghost_backup"
+LEAVES = ("credentials", "rclone", "host", "report", "audit", "settings", "errors", "logs")
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_leaves_never_import_commands_or_the_cli(path: Path) -> None:
+    top = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+    if top not in LEAVES:
+        return
+    bad = {name for name in _imports(path)
+           if name.startswith(("ghost_backup.commands", "ghost_backup.cli"))}
+    assert not bad, f"{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_nothing_ships_that_imports_test_or_tool_code(path: Path) -> None:
+    assert not {n for n in _imports(path) if n.startswith(("tests", "tools"))}
+
+
+def test_only_host_process_starts_processes_and_only_host_libc_loads_libc() -> None:
+    for path in _modules():
+        names = _imports(path)
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel != "host/process.py":
+            assert "subprocess" not in names, rel
+            assert "os.fork" not in names, rel
+        if rel != "host/libc.py":
+            assert not {n for n in names if n.startswith("ctypes")}, rel
+
+
+def test_no_dev_only_module_in_the_package() -> None:
+    names = {p.stem for p in _modules()}
+    assert not names & {"devproxy", "devstack", "configdoc"}
+
+
+def test_help_lists_no_dev_command() -> None:
+    assert "dev-proxy" not in build_parser().format_help()
