@@ -556,8 +556,13 @@ class RcloneSettings(_Section):
     extra_args: tuple[str, ...] = Field(
         (),
         description=(
-            "Extra rclone flags, appended last. Never put a key here: argv is visible to "
-            "every process on the host (flags naming secrets are refused)."
+            "Extra rclone tuning flags, appended last: `--bwlimit`, `--tpslimit`, "
+            "`--timeout`, `--retries`, `--buffer-size`, `--multi-thread-*`, `--s3-chunk-size` "
+            "and the like (`--flag=value` or `--flag value`). Flags that would override a "
+            "guard or a safety setting (`--max-delete`, `--backup-dir`, `--delete-*`, filters, "
+            "`--max-duration`, `--dry-run`, `--config`...) and any flag not on the allow-list "
+            "are refused, with the flag named. Never put a key here: argv is visible to every "
+            "process on the host."
         ),
     )
     log_level: Literal["DEBUG", "INFO", "NOTICE", "ERROR"] = Field(
@@ -610,6 +615,12 @@ class RcloneSettings(_Section):
                     "extra_args must not carry credentials (argv is public); "
                     "keys come from the credential proxy"
                 )
+        # Imported here: ghost_backup.rclone imports this module.
+        from ghost_backup.rclone.flags import find_refused_flag  # noqa: PLC0415
+
+        refused = find_refused_flag(value)
+        if refused is not None:
+            raise ValueError(refused)
         return value
 
 

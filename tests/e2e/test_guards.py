@@ -170,3 +170,18 @@ def test_sync_that_cannot_finish_before_keys_expire_is_cut_off_with_exit_75(
     _assert_alerted(stack, ExitCode.TEMPORARY, "cut off")
     assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
     _assert_no_canaries(stack, done.stderr)
+
+
+def test_extra_args_that_would_override_a_guard_are_refused_at_load_with_78(
+    stack: Stack,
+) -> None:
+    make_tree(stack.source, 3)
+    stack.overrides["rclone"] = {"extra_args": ["--bwlimit", "1M", "--max-delete=-1"]}
+
+    done = stack.run("run")
+
+    assert done.returncode == ExitCode.CONFIG, done.stderr
+    assert "--max-delete is refused" in done.stderr
+    assert "rclone started" not in done.stderr
+    assert stack.proxy.state.requests == []
+    assert _objects(stack.bucket_dir) == []

@@ -173,7 +173,8 @@ def test_sigterm_mid_sync_stops_rclone_shreds_config_and_exits_143(
 
 def test_cleanup_after_rclone_failure(filled_stack: Stack) -> None:
     stack = filled_stack
-    stack.overrides["rclone"] = {"extra_args": ["--no-such-flag"]}
+    # An allowed flag with a value rclone rejects: rclone itself fails (usage error).
+    stack.overrides["rclone"] = {"extra_args": ["--timeout=not-a-duration"]}
     result = stack.run("run")
     assert result.returncode == 1, result.stderr
     assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
