@@ -24,19 +24,55 @@ DEFAULT_CONFIG_PATH = Path("/etc/ghost-backup/config.toml")
 DEFAULT_CREDENTIALS_URL = "http://localhost:8080/credentials/r2-backup"
 
 # S3 bucket naming rules (R2 follows them): 3-63 chars, lower-case letters, digits, '-', '.'.
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_ACCOUNT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# Patterns are anchored with \A and \Z: `$` also matches before a trailing newline, which would
+# let "bucket\n" through and into the rclone config (a line injection).
+_BUCKET_RE = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_ACCOUNT_ID_RE = re.compile(r"\A[0-9a-f]{32}\Z")
+# C0 controls, DEL and C1 controls: no setting needs one, and a newline in any value that
+# reaches the rclone config, a URL or a log line would inject a line there.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# rclone's S3 provider names (`rclone help backend s3`, `--s3-provider`, v1.75). The value is
+# written into the rclone config, so only a known name may get there.
+RCLONE_S3_PROVIDERS = frozenset({
+    "AWS", "Alibaba", "ArvanCloud", "BizflyCloud", "Ceph", "ChinaMobile", "Cloudflare", "Cubbit",
+    "DigitalOcean", "Dreamhost", "Exaba", "Fastly", "FileLu", "FlashBlade", "GCS", "HCP",
+    "Hetzner", "HuaweiOBS", "IBMCOS", "IDrive", "ImpossibleCloud", "Intercolo", "IONOS",
+    "Leviia", "Liara", "Linode", "LyveCloud", "Magalu", "Mega", "Minio", "Netease", "Outscale",
+    "OVHcloud", "Petabox", "Qiniu", "Rabata", "RackCorp", "Rclone", "Scaleway", "Scality",
+    "SeaweedFS", "Selectel", "Servercore", "SpectraLogic", "Storj", "Synology", "TencentCOS",
+    "US3", "Wasabi", "Zadara", "Zata", "ZeroServices", "Other",
+})
 # rclone flags that would put a key into argv, where `ps` and rclone's own DEBUG log see it.
 _SECRET_FLAG_RE = re.compile(r"(secret|access[-_]key|session[-_]token|password|--s3-key)", re.I)
+
+
+def _has_control(value: object) -> bool:
+    if isinstance(value, (str, Path)):
+        return bool(_CONTROL_RE.search(str(value)))
+    if isinstance(value, tuple):
+        return any(_has_control(item) for item in value)
+    return False
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    @field_validator("*")
+    @classmethod
+    def _no_control_characters(cls, value: object) -> object:
+        if _has_control(value):
+            raise ValueError("must not contain control characters (newline, tab, NUL, ...)")
+        return value
+
 
 def is_loopback_host(host: str) -> bool:
-    """Return True when ``host`` names this machine (localhost or a loopback address)."""
-    if host == "localhost" or host.endswith(".localhost"):
+    """Return True when ``host`` is ``localhost`` or a literal loopback address.
+
+    Other ``*.localhost`` names are refused: RFC 6761 asks resolvers to answer them with
+    loopback, but a resolver that forwards them to DNS may not, and plain http to them would
+    carry keys over the network.
+    """
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -122,7 +158,10 @@ class DestinationSettings(_Section):
     )
     provider: str = Field(
         "Cloudflare",
-        description="rclone S3 provider name. Keep `Cloudflare` for R2.",
+        description=(
+            "rclone S3 provider name (one of `rclone help backend s3`'s `--s3-provider` "
+            "values, for example `Other` for a generic S3 server). Keep `Cloudflare` for R2."
+        ),
     )
     path: str = Field("", description="Prefix inside the bucket to sync into (empty: bucket root).")
     archive_path: str | None = Field(
@@ -137,14 +176,14 @@ class DestinationSettings(_Section):
     @field_validator("bucket")
     @classmethod
     def _bucket(cls, value: str) -> str:
-        if not _BUCKET_RE.match(value):
+        if not _BUCKET_RE.fullmatch(value):
             raise ValueError("must be 3-63 characters of lower-case letters, digits, '-' or '.'")
         return value
 
     @field_validator("account_id")
     @classmethod
     def _account(cls, value: str | None) -> str | None:
-        if value is not None and not _ACCOUNT_ID_RE.match(value):
+        if value is not None and not _ACCOUNT_ID_RE.fullmatch(value):
             raise ValueError("must be the 32 hex characters of a Cloudflare account id")
         return value
 
@@ -152,6 +191,13 @@ class DestinationSettings(_Section):
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         return None if value is None else _check_url(value, what="endpoint")
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, value: str) -> str:
+        if value not in RCLONE_S3_PROVIDERS:
+            raise ValueError("must be one of rclone's S3 provider names (`Cloudflare` for R2)")
+        return value
 
     @field_validator("path", "archive_path")
     @classmethod
@@ -188,11 +234,11 @@ class DestinationSettings(_Section):
 SourceName = Literal["http-json", "aembit-edge", "cloudflare-temp", "command",
                      "systemd-credential"]
 # A systemd credential name: one path component (systemd.exec(5), "Credentials").
-_CREDENTIAL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:-]{0,254}$")
+_CREDENTIAL_NAME_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.@:-]{0,254}\Z")
 
 
 def _credential_name(value: str | None) -> str | None:
-    if value is not None and not _CREDENTIAL_NAME_RE.match(value):
+    if value is not None and not _CREDENTIAL_NAME_RE.fullmatch(value):
         raise ValueError("must be a credential name (one file name in $CREDENTIALS_DIRECTORY)")
     return value
 
@@ -343,7 +389,7 @@ class CloudflareTempSettings(_Section):
     @field_validator("account_id")
     @classmethod
     def _account(cls, value: str | None) -> str | None:
-        if value is not None and not _ACCOUNT_ID_RE.match(value):
+        if value is not None and not _ACCOUNT_ID_RE.fullmatch(value):
             raise ValueError("must be the 32 hex characters of a Cloudflare account id")
         return value
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ghost_backup.credentials.model import Credentials
+from ghost_backup.errors import ConfigError
 from ghost_backup.settings import Settings
 
 REMOTE = "r2"
@@ -27,11 +28,20 @@ _ENV_ALLOWLIST = frozenset({
     "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
 })
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Anything rclone's INI parser could read as the end of a line.
+_LINE_BREAK_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
 def render_config(settings: Settings) -> str:
-    """Return the rclone config text for the destination: settings only, never a key."""
+    """Return the rclone config text for the destination: settings only, never a key.
+
+    Raise ConfigError if a value could start a line of its own (settings validation refuses
+    control characters already; this keeps the config's shape even if that ever slips).
+    """
     dest = settings.destination
+    for value in (dest.provider, dest.endpoint_url):
+        if _LINE_BREAK_RE.search(value) or value != value.strip():
+            raise ConfigError("destination settings must not contain line breaks or padding")
     lines = [
         f"[{REMOTE}]",
         "type = s3",
