@@ -1,7 +1,8 @@
 """Command line: parse arguments, wire collaborators once, return an exit code.
 
 ``main`` never calls ``sys.exit``; known errors print one clear line and return their
-documented code (docs/exit-codes.md), tracebacks appear only with ``--verbose``.
+documented code (docs/exit-codes.md), tracebacks appear only with ``--verbose``. Adding a
+command: a parser entry (``_add_command``) and a ``_cmd_*`` wrapper listed in ``_COMMANDS``.
 """
 
 from __future__ import annotations
@@ -16,14 +17,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ghost_backup import __version__
-from ghost_backup.commands import check, restore, verify
+from ghost_backup.commands import check, config, restore, verify
 from ghost_backup.commands.alert import run_alert
 from ghost_backup.commands.audit_host import run_audit_host
 from ghost_backup.commands.context import Deps
 from ghost_backup.commands.run import run_backup
 from ghost_backup.commands.status import run_status
 from ghost_backup.credentials.http import new_session
-from ghost_backup.errors import ConfigError, ExitCode, GhostBackupError, UsageError
+from ghost_backup.errors import (
+    ConfigError,
+    ExitCode,
+    GhostBackupError,
+    UsageError,
+    format_exit_code_lines,
+)
 from ghost_backup.host.notify import Notifier, NullNotifier, notifier_from_env, watchdog_interval
 from ghost_backup.host.process import StopRequest
 from ghost_backup.logs import NOTICE, Redactor, setup_logging, stderr_is_journal
@@ -33,40 +40,133 @@ from ghost_backup.settings import Settings, load_settings
 log = logging.getLogger("ghost_backup")
 
 
+DESCRIPTION = """\
+ghost-backup copies a directory tree (by default /var/mnt/storage, a Ghost stack's data) to a
+Cloudflare R2 bucket with rclone, every night from a systemd timer. No long-lived key rests on
+the host: each run asks a local credential proxy for just-in-time keys, hands them to rclone
+through its environment only, and shreds its private tmpfs directory afterwards. The other
+commands check, restore and verify that backup with the same just-in-time credentials."""
+
+CONFIG_HELP = ("config file (default: /etc/ghost-backup/config.toml, or $GHOST_BACKUP_CONFIG "
+               "if set)")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"usage error: {message} (see ghost-backup --help)")
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the descriptions' and epilogs' line breaks (examples, the exit-code table)."""
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # The same options on the top parser and on every subparser, so `ghost-backup run
+    # --config X` works like `ghost-backup --config X run`. A subparser's defaults are
+    # SUPPRESS: argparse copies a subparser's namespace over the top one, and a default there
+    # would erase a value given before the command.
+    default: object = None if top else argparse.SUPPRESS
+    parser.add_argument("--config", type=Path, default=default, metavar="PATH", help=CONFIG_HELP)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        default=False if top else argparse.SUPPRESS,
+                        help="debug logging, and tracebacks for internal errors")
+
+
+def _add_command(sub: argparse._SubParsersAction[_Parser], name: str, *, summary: str,
+                 description: str, examples: Sequence[str]) -> _Parser:
+    """Add one subcommand with its one-line summary, its description and examples."""
+    parser = sub.add_parser(
+        name, help=summary, description=description, formatter_class=_Formatter,
+        epilog="examples:\n" + "".join(f"  {example}\n" for example in examples))
+    _add_global_options(parser, top=False)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for every subcommand."""
-    parser = _Parser(prog="ghost-backup", description=__doc__)
+    parser = _Parser(
+        prog="ghost-backup", description=DESCRIPTION, formatter_class=_Formatter,
+        epilog=("exit codes (docs/exit-codes.md says what to do about each):\n"
+                + format_exit_code_lines()
+                + "\n--config and -v may come before or after the command. Run "
+                  "`ghost-backup COMMAND --help`\nfor a command's options and examples."))
     parser.add_argument("--version", action="version", version=f"ghost-backup {__version__}")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="config file (default $GHOST_BACKUP_CONFIG or "
-                             "/etc/ghost-backup/config.toml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("run", help="run one backup now (what the timer starts)")
-    alert = sub.add_parser("alert", help="report a failed unit to the alert channels "
-                                         "(ghost-backup-alert@.service, OnFailure=)")
-    alert.add_argument("--unit", required=True, help="the failed unit's name")
+    _add_global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                title="commands", metavar="COMMAND")
+    _add_command(
+        sub, "run", summary="run one backup now (what the nightly timer starts)",
+        description="Fetch just-in-time credentials from the configured source, sync the "
+                    "source tree to the bucket\nwith rclone, record the outcome and alert on "
+                    "failure. This is what ghost-backup.service runs.",
+        examples=["ghost-backup run", "systemctl start ghost-backup.service   # the same, "
+                  "under the shipped unit"])
     _add_toolkit_parsers(sub)
-    audit = sub.add_parser("audit-host", help="look for long-lived S3/R2 keys on this host "
-                                              "(read-only; exit 80 if any)")
+    config = _add_command(
+        sub, "config", summary="validate the config file, or print the annotated example",
+        description="Work with the config file offline: no network, no credentials.",
+        examples=["ghost-backup config validate --config /etc/ghost-backup/config.toml",
+                  "ghost-backup config example > config.toml"])
+    actions = config.add_subparsers(dest="config_action", required=True, parser_class=_Parser,
+                                    title="actions", metavar="ACTION")
+    validate = _add_command(
+        actions, "validate", summary="check the file against the settings model; exit 0 or 78",
+        description="Read and validate the config file (and the BACKUP_BUCKET, CF_ACCOUNT_ID and "
+                    "PROXY_URL\noverrides) without any network access or credentials. Every "
+                    "problem is listed at once.\nExit 0 when valid, 78 otherwise.",
+        examples=["ghost-backup config validate --config ./config.toml",
+                  "ghost-backup config validate --json | jq .problems"])
+    validate.add_argument("--json", action="store_true",
+                          help='print {"valid", "config", "problems"} as JSON on stdout')
+    _add_command(
+        actions, "example", summary="print the full annotated example config",
+        description="Print every key with its description and default, generated from the "
+                    "settings model.\nThe required keys carry placeholders; the file "
+                    "validates as printed.",
+        examples=["ghost-backup config example > /etc/ghost-backup/config.toml"])
+    audit = _add_command(
+        sub, "audit-host", summary="look for long-lived S3/R2 keys on this host (exit 80 if any)",
+        description="Scan rclone configs, AWS files, environment files and the paths given for "
+                    "values that\nlook like S3/R2 keys. Read-only; needs no credentials.",
+        examples=["ghost-backup audit-host", "ghost-backup audit-host --json --path /srv/extra",
+                  "ghost-backup audit-host --root /mnt/image   # a mounted image"])
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.add_argument("--path", dest="paths", action="extend", nargs="+", type=Path,
                        default=[], metavar="EXTRA", help="also scan these files or directories")
     audit.add_argument("--root", type=Path, default=Path("/"),
                        help="audit the host whose / is at this directory (a mounted image)")
+    alert = _add_command(
+        sub, "alert", summary="report a failed unit to the alert channels (OnFailure=)",
+        description="Send the failure of a systemd unit to the configured alert channels, with "
+                    "the tail of its\njournal. ghost-backup-alert@.service runs it from the "
+                    "backup unit's OnFailure=.",
+        examples=["ghost-backup alert --unit ghost-backup.service"])
+    alert.add_argument("--unit", required=True, help="the failed unit's name")
     return parser
 
 
 def _add_toolkit_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
-    sub.add_parser("check", help="preflight: settings, rclone, runtime dir, source, proxy keys, "
-                                 "bucket listable (writes nothing)")
-    restore = sub.add_parser("restore", help="restore the backup into a directory "
-                                             "(see docs/restore.md)")
+    _add_command(
+        sub, "check", summary="preflight checklist; lists the bucket, writes nothing",
+        description="Check the settings, the rclone binary and version, the source guard, the "
+                    "runtime directory\nand lock, a credential fetch and that the bucket is "
+                    "listable. Writes nothing at the\ndestination. Exits with the code of the "
+                    "first failed line.",
+        examples=["ghost-backup check", "ghost-backup check --config ./config.toml -v"])
+    _add_command(
+        sub, "status", summary="show the last run from the state file",
+        description="Show the last run's outcome, times and counts from the state file. Needs "
+                    "no credentials\nand no lock.",
+        examples=["ghost-backup status", "ghost-backup status --json | jq .outcome"]
+    ).add_argument("--json", action="store_true", help="print the state record as JSON")
+    restore = _add_command(
+        sub, "restore", summary="restore the backup into a directory (docs/restore.md)",
+        description="Copy the backup (or one path of it, or an archived night) into a directory "
+                    "with fresh\njust-in-time credentials, then check the copy against the "
+                    "backup. Copies, never deletes.",
+        examples=["ghost-backup restore --to /var/tmp/restore",
+                  "ghost-backup restore --to /var/tmp/r --path ghost/content/images",
+                  "ghost-backup restore --to /var/tmp/r --from-archive 2026-11-20 --dry-run"])
     restore.add_argument("--to", type=Path, required=True, metavar="DIR",
                          help="empty or new directory to restore into")
     restore.add_argument("--path", default=None, metavar="SUBPATH",
@@ -78,14 +178,16 @@ def _add_toolkit_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     restore.add_argument("--force", action="store_true",
                          help="allow a non-empty DIR or the live source path "
                               "(files are overwritten, never deleted)")
-    verify = sub.add_parser("verify", help="compare the source with the backup "
-                                           "(rclone check --one-way)")
+    verify = _add_command(
+        sub, "verify", summary="compare the source with the backup (rclone check --one-way)",
+        description="Compare every source file (or a deterministic sample) with the backup. "
+                    "Writes nothing.\nExit 81 when files differ or are missing.",
+        examples=["ghost-backup verify",
+                  "ghost-backup verify --sample 200 --seed $(date +%G-W%V)   # weekly sample"])
     verify.add_argument("--sample", type=int, default=None, metavar="N",
                         help="check only N files, chosen deterministically")
     verify.add_argument("--seed", default="", help="sample seed, e.g. $(date +%%G-W%%V) to "
                                                    "rotate the sample weekly")
-    status = sub.add_parser("status", help="show the last run from the state file")
-    status.add_argument("--json", action="store_true", help="print the state record as JSON")
 
 
 def build_deps(
@@ -175,6 +277,15 @@ def _cmd_alert(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def _cmd_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if args.config_action == "example":
+        sys.stdout.write(config.run_config_example())
+        return int(ExitCode.OK)
+    result = config.run_config_validate(args.config, env)
+    sys.stdout.write(config.format_validation(result, as_json=args.json))
+    return int(result.exit_code)
+
+
 def _cmd_audit_host(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     text, code = run_audit_host(args.config, env, args.root, args.paths, as_json=args.json)
     sys.stdout.write(text)
@@ -185,7 +296,7 @@ _REDACTOR = Redactor()
 _COMMANDS = {
     "run": _cmd_run, "alert": _cmd_alert, "check": _cmd_check,
     "restore": _cmd_restore, "verify": _cmd_verify, "status": _cmd_status,
-    "audit-host": _cmd_audit_host,
+    "audit-host": _cmd_audit_host, "config": _cmd_config,
 }
 
 

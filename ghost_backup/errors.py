@@ -178,6 +178,12 @@ def format_exit_code_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def format_exit_code_lines() -> str:
+    """Return every exit code and its meaning as plain aligned text lines (``--help``)."""
+    return "".join(f"  {int(code):>3}  {info.meaning.replace('`', '')}\n"
+                   for code, info in EXIT_CODES.items())
+
+
 def format_exit_code_reference() -> str:
     """Return the full Markdown table: code, name, meaning, retried, what to do (docs)."""
     rows = ["| code | name | meaning | systemd retries | what to do |", "|---:|---|---|---|---|"]

@@ -1,14 +1,14 @@
-"""Render the settings model as operator documentation and as an example config.
+"""Render the settings model as operator documentation (``docs/configuration.md``).
 
 The model in :mod:`ghost_backup.settings` is the single source of truth: every field's type,
-default, bounds and description land in ``docs/configuration.md`` and
-``packaging/config.example.toml``, both written by ``tools/gen_docs.py`` (``make docs``).
-A unit test fails when either file is stale. Pure functions only.
+default, bounds and description land in ``docs/configuration.md``, written by
+``tools/gen_docs.py`` (``make docs``). The example config is rendered by the shipped
+:mod:`ghost_backup.config_example` (``ghost-backup config example``), whose helpers this module
+reuses. A unit test fails when a generated file is stale. Pure functions only.
 """
 
 from __future__ import annotations
 
-import textwrap
 import types
 import typing
 from pathlib import Path
@@ -18,26 +18,18 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from ghost_backup.settings import Settings
+from ghost_backup.config_example import (
+    EXAMPLE_REQUIRED,
+    field_default,
+    model_of,
+    render_example_toml,
+    settings_sections,
+    toml_literal,
+)
+
+__all__ = ["render_configuration_markdown", "render_example_toml"]
 
 GENERATED_NOTE = "generated from the settings model by tools/gen_docs.py; do not edit"
-# Values the example needs for the fields without a default (it must validate as is).
-EXAMPLE_REQUIRED = {("destination", "bucket"): "ghost-backups",
-                    ("destination", "account_id"): "0123456789abcdef0123456789abcdef"}
-
-
-def _sections() -> list[tuple[str, type[BaseModel]]]:
-    return [(name, model) for name, info in Settings.model_fields.items()
-            if (model := model_of(info.annotation)) is not None]
-
-
-def model_of(annotation: Any) -> type[BaseModel] | None:
-    """Return the settings model a field holds (also inside ``X | None``), else None."""
-    candidates = typing.get_args(annotation) or (annotation,)
-    for candidate in candidates:
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
 
 
 def describe_type(annotation: Any) -> str:
@@ -70,25 +62,6 @@ def describe_bounds(info: FieldInfo) -> str:
     return ", ".join(parts)
 
 
-def toml_literal(value: Any) -> str:
-    """Return ``value`` as a TOML literal."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
-    if isinstance(value, Path):
-        value = str(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _default(info: FieldInfo) -> tuple[bool, Any]:
-    if info.is_required():
-        return False, None
-    return True, info.get_default(call_default_factory=True)
-
-
 def render_configuration_markdown() -> str:
     """Return ``docs/configuration.md``."""
     out = [
@@ -110,15 +83,16 @@ def render_configuration_markdown() -> str:
         f"account_id = {toml_literal(EXAMPLE_REQUIRED[('destination', 'account_id')])}",
         "```",
         "",
-        "A commented file with every key is `packaging/config.example.toml` in the repository;",
-        "the sysext image ships a short Flatcar starter as",
-        "`/usr/share/ghost-backup/config.example.toml`. Check a file with",
-        "`ghost-backup --config FILE check`.",
+        "`ghost-backup config example` prints a commented file with every key and its default",
+        "(the same file is `packaging/config.example.toml` in the repository and",
+        "`/usr/share/ghost-backup/config.example.toml` in the sysext image). Check a file offline",
+        "(no network, no credentials) with `ghost-backup config validate --config FILE`; `check`",
+        "then tries the whole chain, credentials and bucket included.",
         "",
         "No setting holds a key, by design: keys come from the credential proxy at run time.",
         "",
     ]
-    for name, model in _sections():
+    for name, model in settings_sections():
         out += _markdown_section(name, model, level=2)
     return "\n".join(out)
 
@@ -134,7 +108,7 @@ def _markdown_section(name: str, model: type[BaseModel], *, level: int) -> list[
             nested.append((f"{name}.{key}", sub))
             out.append(f"| `{key}` | table | see `[{name}.{key}]` below | {text} |")
             continue
-        has_default, value = _default(info)
+        has_default, value = field_default(info)
         default = f"`{toml_literal(value)}`" if has_default and value is not None else (
             "none" if has_default else "**required**")
         kind = describe_type(info.annotation)
@@ -145,51 +119,4 @@ def _markdown_section(name: str, model: type[BaseModel], *, level: int) -> list[
     out.append("")
     for sub_name, sub in nested:
         out += _markdown_section(sub_name, sub, level=level + 1)
-    return out
-
-
-def _comment(text: str, prefix: str = "# ") -> list[str]:
-    return textwrap.wrap(text, width=96, initial_indent=prefix, subsequent_indent=prefix)
-
-
-def render_example_toml() -> str:
-    """Return ``packaging/config.example.toml``: every key with its default, commented out,
-    except the required ones (filled with placeholders so the file validates as is)."""
-    out = [
-        "# ghost-backup configuration: /etc/ghost-backup/config.toml",
-        f"# ({GENERATED_NOTE}.)",
-        "# Every key is listed with its default, commented out. Reference: docs/configuration.md",
-        "# No key or secret belongs in this file: credentials come from the proxy at run time.",
-        "",
-    ]
-    for name, model in _sections():
-        out += _example_section(name, model, enabled=True)
-    return "\n".join(out)
-
-
-def _example_section(name: str, model: type[BaseModel], *, enabled: bool) -> list[str]:
-    """Return one TOML table; a disabled (optional, unset) table is commented out whole."""
-    lead = "" if enabled else "# "
-    out = [*_comment((model.__doc__ or "").strip()), f"{lead}[{name}]"]
-    nested = []
-    for key, info in model.model_fields.items():
-        sub = model_of(info.annotation)
-        if sub is not None:
-            has_default, value = _default(info)
-            nested.append((f"{name}.{key}", sub, enabled and has_default and value is not None))
-            continue
-        out += _comment(info.description or "")
-        required = EXAMPLE_REQUIRED.get((name, key)) if enabled else None
-        has_default, value = _default(info)
-        if required is not None:
-            out.append(f"{key} = {toml_literal(required)}")
-        elif has_default and value is None:
-            out.append(f"# {key} =   (unset)")
-        elif has_default:
-            out.append(f"# {key} = {toml_literal(value)}")
-        else:
-            out.append(f"# {key} = (required)")
-    out.append("")
-    for sub_name, sub, sub_enabled in nested:
-        out += _example_section(sub_name, sub, enabled=sub_enabled)
     return out

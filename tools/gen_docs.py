@@ -12,8 +12,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ghost_backup.config_example import render_example_toml
 from ghost_backup.errors import format_exit_code_reference, format_exit_code_table
-from tools.configdoc import render_configuration_markdown, render_example_toml
+from tools.configdoc import render_configuration_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 _SECTION = re.compile(r"(<!-- exit-codes: [^\n]*-->\n).*?(<!-- end exit-codes -->\n)", re.S)
