@@ -716,8 +716,11 @@ class AlertSettings(_Section):
     healthcheck_url: str | None = Field(
         None,
         description=(
-            "healthchecks.io-style ping URL: `/start` at start, the URL on success, "
-            "`/fail` with the last log lines on failure."
+            "healthchecks ping URL, used as an opaque base (`https://hc-ping.com/<uuid>`, "
+            "`https://hc.example.com/ping/<uuid>` or `.../ping/<ping key>/<slug>`): "
+            "`/start` when a run starts, `/<exit status>` when it ends (0 is success; the "
+            "dashboard shows the code) with the last log lines (at most 10 kB) as the body. "
+            "`rid` is a UUID derived from the run id; the run id is in the body."
         ),
     )
     webhook_url: str | None = Field(

@@ -1,7 +1,17 @@
-"""Alerts: healthchecks.io-style pings and a JSON webhook.
+"""Alerts: healthchecks pings and a JSON webhook.
 
 An alert never changes the backup's outcome: delivery failures are logged at error and
 swallowed. Every body passes through the redactor, so a key can't leave in an alert.
+
+The pings follow healthchecks' ping API (https://healthchecks.io/docs/http_api/, checked
+against its source, healthchecks/healthchecks ``hc/api/views.py``): the configured URL is an
+opaque base (``https://hc-ping.com/<uuid>``, ``https://hc.example/ping/<uuid>`` or the slug
+form) to which only a suffix is added; ``/start`` when a run starts and ``/<exit status>``
+(0-255) when it ends, so the dashboard shows the code; ``?rid=`` pairs the two and must be a
+UUID (anything else is answered 400 "invalid uuid format"), so it is derived from the run id
+(:func:`build_ping_rid`) and the run id travels in the body. healthchecks keeps the *first*
+10,000 bytes of a body and drops the rest; we want the *last* log lines, so the body is cut
+here (:func:`build_ping_body`).
 """
 
 from __future__ import annotations
@@ -10,9 +20,11 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -22,6 +34,13 @@ from ghost_backup.logs import Redactor
 from ghost_backup.settings import AlertSettings
 
 log = logging.getLogger(__name__)
+
+# healthchecks' PING_BODY_LIMIT default (hc/settings.py): it stores the first 10,000 bytes.
+HEALTHCHECK_BODY_LIMIT = 10_000
+# Fixed namespace for the ping's rid: uuid5(namespace, run id) is the same UUID at /start and
+# at the end without storing anything (healthchecks' docs allow a deterministic rid).
+RID_NAMESPACE = uuid.UUID("924542ab-21ad-4a19-902e-e791c7261c06")
+_MAX_EXIT_STATUS = 255  # /<exit status> above 255 is answered 400 "invalid url format"
 
 
 @dataclass(frozen=True)
@@ -34,6 +53,7 @@ class AlertEvent:
     message: str
     summary: dict[str, Any]
     log_tail: tuple[str, ...] = ()
+    exited: bool = True  # False: killed by a signal (the ping says /fail, not a code)
 
 
 class AlertSink(Protocol):
@@ -81,7 +101,8 @@ def build_unit_failure_event(unit: str, env: Mapping[str, str]) -> AlertEvent:
     how = env.get("MONITOR_EXIT_CODE") or "unknown"
     status = env.get("MONITOR_EXIT_STATUS") or "unknown"
     invocation = env.get("MONITOR_INVOCATION_ID") or ""
-    if how == "exited" and status.isdigit():
+    exited = how == "exited" and status.isdigit()
+    if exited:
         code = int(status)
         known = {int(c): c.name.lower() for c in ExitCode}.get(code, "unknown exit code")
         ended = f"exit status {code} ({known}, see docs/exit-codes.md)"
@@ -97,7 +118,58 @@ def build_unit_failure_event(unit: str, env: Mapping[str, str]) -> AlertEvent:
         message=f"{unit} failed: result {result}, {ended}; details: {where}",
         summary={"unit": unit, "result": result, "exit_code": how, "exit_status": status,
                  "invocation_id": invocation},
+        exited=exited,
     )
+
+
+def build_ping_rid(run_id: str) -> str:
+    """Return the healthchecks ``rid`` for ``run_id``: a UUID, the same every time."""
+    return str(uuid.uuid5(RID_NAMESPACE, run_id))
+
+
+def build_ping_url(base: str, action: str, run_id: str) -> str:
+    """Return ``base`` + ``/action`` (none if empty) with ``rid`` added to its query string.
+
+    The base is opaque (its path may or may not hold ``/ping/``; a slug URL may carry
+    ``?create=1``): only the suffix and the ``rid`` parameter are added.
+    """
+    parts = urlsplit(base)
+    path = parts.path.rstrip("/") + (f"/{action}" if action else "")
+    query = "&".join(q for q in (parts.query, f"rid={build_ping_rid(run_id)}") if q)
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+def build_exit_action(event: AlertEvent) -> str:
+    """Return the ping suffix for how ``event`` ended: its exit status, or ``fail``."""
+    if event.exited and 0 <= event.exit_code <= _MAX_EXIT_STATUS:
+        return str(event.exit_code)
+    return "fail"
+
+
+def build_ping_body(head: Sequence[str], tail: Sequence[str],
+                    limit: int = HEALTHCHECK_BODY_LIMIT) -> bytes:
+    """Return ``head`` then as many of the newest ``tail`` lines as fit, at most ``limit``
+    bytes of UTF-8 in all.
+
+    healthchecks keeps a body's first ``limit`` bytes; the lines that explain a failure are
+    the last ones, so older tail lines are dropped here (and counted in a marker line).
+    """
+    head_bytes = "\n".join(head).encode()[: limit // 2]
+    head_text = head_bytes.decode("utf-8", "ignore")
+    budget = limit - len(head_text.encode()) - 80  # room for the marker line
+    kept: list[str] = []
+    for line in reversed(tail):
+        size = len(line.encode()) + 1
+        if size > budget:
+            break
+        kept.append(line)
+        budget -= size
+    kept.reverse()
+    lines = [head_text]
+    if len(kept) < len(tail):
+        lines.append(f"[{len(tail) - len(kept)} earlier log lines cut: healthchecks keeps "
+                     f"{limit} bytes]")
+    return "\n".join([*lines, *kept]).encode()
 
 
 class HttpAlerts:
@@ -119,6 +191,9 @@ class HttpAlerts:
         self._host = host or socket.gethostname()
 
     def _post(self, channel: str, url: str, body: bytes, content_type: str) -> None:
+        """POST ``body``; retry connection errors, timeouts, 5xx and 429, never another 4xx
+        (a refused URL or rid stays refused: healthchecks answers 400/404 the same every time).
+        """
         attempts = self._settings.attempts
         for attempt in range(1, attempts + 1):
             try:
@@ -133,29 +208,48 @@ class HttpAlerts:
             except requests.RequestException as err:
                 problem = type(err).__name__
             else:
-                if response.status_code < 300:
+                status = response.status_code
+                if status < 300:
                     return
-                problem = f"HTTP {response.status_code}"
+                problem = f"HTTP {status}{_reason(response, self._redactor)}"
+                if status < 500 and status not in (408, 429):
+                    log.error("alert to %s refused (%s); not retried: check the URL",
+                              channel, problem)
+                    return
             if attempt < attempts:
                 self._sleep(min(2.0 * attempt, 5.0))
         log.error("alert to %s could not be delivered (%s after %d attempts)",
                   channel, problem, attempts)
 
     def start(self, run_id: str) -> None:
-        """Ping ``<healthcheck_url>/start``."""
-        if self._settings.healthcheck_url:
-            url = self._settings.healthcheck_url.rstrip("/") + f"/start?rid={run_id}"
-            self._post("healthcheck", url, b"", "text/plain")
+        """Ping ``<healthcheck_url>/start?rid=<uuid of run_id>``."""
+        base = self._settings.healthcheck_url
+        if base:
+            log.info("healthcheck ping id (rid) of run %s: %s", run_id, build_ping_rid(run_id))
+            body = f"ghost-backup run {run_id} started on {self._host}"
+            self._post("healthcheck", build_ping_url(base, "start", run_id), body.encode(),
+                       "text/plain; charset=utf-8")
 
     def finish(self, event: AlertEvent) -> None:
-        """Ping success or ``/fail`` (with the log tail) and POST the webhook."""
+        """Ping ``/<exit status>`` (with the log tail) and POST the webhook on failure."""
         ok = event.exit_code == 0
-        if self._settings.healthcheck_url:
-            base = self._settings.healthcheck_url.rstrip("/")
-            url = (base if ok else base + "/fail") + f"?rid={event.run_id}"
-            text = "\n".join([event.message, *event.log_tail])
-            self._post("healthcheck", url, self._redactor.redact(text).encode(), "text/plain")
+        base = self._settings.healthcheck_url
+        if base:
+            head = [self._redactor.redact(event.message),
+                    f"run {event.run_id} on {self._host}: {event.outcome}, exit {event.exit_code}"]
+            body = build_ping_body(head, [self._redactor.redact(line)
+                                          for line in event.log_tail])
+            self._post("healthcheck", build_ping_url(base, build_exit_action(event), event.run_id),
+                       body, "text/plain; charset=utf-8")
         if self._settings.webhook_url and (not ok or self._settings.notify_success):
-            body = json.dumps(build_webhook_body(event, self._host))
+            text = json.dumps(build_webhook_body(event, self._host))
             self._post("webhook", self._settings.webhook_url,
-                       self._redactor.redact(body).encode(), "application/json")
+                       self._redactor.redact(text).encode(), "application/json")
+
+
+def _reason(response: requests.Response, redactor: Redactor) -> str:
+    """Return the start of an error answer's text (healthchecks says why: "invalid uuid
+    format"), printable characters only, redacted; empty if there is none."""
+    text = response.text[:80].splitlines()[0] if response.text.strip() else ""
+    text = "".join(c for c in text if c.isprintable()).strip()
+    return f": {redactor.redact(text)}" if text else ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ghost_backup.errors import ExitCode
+from ghost_backup.report.alerts import build_ping_rid
 from tests.helpers import Stack, error_lines, find_canaries, make_tree
 from tests.support.devstack import free_port
 
@@ -26,7 +27,12 @@ def test_success_webhook_carries_host_run_id_outcome_and_summary_figures(stack: 
     assert hook["run_id"] in done.stderr
     assert hook["host"]
     assert hook["summary"]["files"] == 7
-    assert [p.path.split("?")[0] for p in stack.alerts.pings()] == ["/hc/3f1c/start", "/hc/3f1c"]
+    assert stack.alerts.ping_actions() == ["start", "exit 0"]
+    start, end = stack.alerts.pings()
+    assert start.rid == end.rid == build_ping_rid(hook["run_id"])  # a UUID healthchecks accepts
+    assert hook["run_id"] in start.body
+    assert hook["run_id"] in end.body
+    assert f"healthcheck ping id (rid) of run {hook['run_id']}: {start.rid}" in done.stderr
     _assert_no_canaries(stack, done.stderr)
 
 
@@ -36,7 +42,7 @@ def test_failure_ping_body_holds_the_error_and_the_last_log_lines(stack: Stack) 
     done = stack.run("run")
     assert done.returncode == ExitCode.RCLONE_FAILED, done.stderr
     fail = stack.alerts.pings()[-1]
-    assert fail.path.split("?")[0] == "/hc/3f1c/fail"
+    assert (fail.status, fail.kind, fail.exit_status) == (200, "exit", ExitCode.RCLONE_FAILED)
     assert fail.body.splitlines()[0] == "rclone failed (uncategorised error) (exit 1)"
     assert "rclone started" in fail.body
     assert "SignatureDoesNotMatch" in fail.body or "403" in fail.body

@@ -28,7 +28,7 @@ def _assert_alerted(stack: Stack, code: ExitCode, says: str) -> None:
     hooks = stack.alerts.webhooks()
     assert [(h["outcome"], h["exit_code"]) for h in hooks][-1] == ("failure", code)
     assert says in hooks[-1]["message"]
-    assert stack.alerts.pings()[-1].path.split("?")[0].endswith("/fail")
+    assert stack.alerts.ping_actions()[-1] == f"exit {int(code)}"
 
 
 def _missing(stack: Stack) -> None:

@@ -374,7 +374,7 @@ def run_scenario(tmp: Path, install: Install) -> Evidence:
             "rclone": {"binary": install.rclone, "stats_interval_seconds": 1,
                        "extra_args": ["--bwlimit", BWLIMIT]},
             "alerts": {"webhook_url": f"{receiver.url}/hook",
-                       "healthcheck_url": f"{receiver.url}/ping", "attempts": 1,
+                       "healthcheck_url": receiver.healthcheck_url, "attempts": 1,
                        "timeout_seconds": 5},
         }))
         (root / "config-credential.toml").write_text(render_toml({

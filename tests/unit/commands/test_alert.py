@@ -58,8 +58,8 @@ def test_alert_command_logs_crit_and_sends_fail_ping_and_webhook(
     config = tmp_path / "config.toml"
     config.write_text(render_toml({
         "destination": {"bucket": "ghost-test", "endpoint": "http://127.0.0.1:9"},
-        "alerts": {"healthcheck_url": f"{receiver.url}/ping", "webhook_url": f"{receiver.url}/hook",
-                   "attempts": 1},
+        "alerts": {"healthcheck_url": receiver.healthcheck_url,
+                   "webhook_url": receiver.webhook_url, "attempts": 1},
     }))
     env = {"PATH": "/usr/bin:/bin", "JOURNAL_STREAM": "", "MONITOR_SERVICE_RESULT": "exit-code",
            "MONITOR_EXIT_CODE": "exited", "MONITOR_EXIT_STATUS": "69"}
@@ -67,8 +67,7 @@ def test_alert_command_logs_crit_and_sends_fail_ping_and_webhook(
                           env=env, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     assert f"{UNIT} failed: result exit-code, exit status 69" in done.stderr
-    paths = sorted(r.path.split("?")[0] for r in receiver.received)
-    assert paths == ["/hook", "/ping/fail"]
+    assert receiver.ping_actions() == ["exit 69"]
     hook = next(r for r in receiver.received if r.path == "/hook")
     body = json.loads(hook.body)
     assert body["outcome"] == "unit-failed"
