@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import sysconfig
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from ghost_backup.errors import (
     format_exit_code_lines,
 )
 from ghost_backup.host.notify import Notifier, NullNotifier, notifier_from_env, watchdog_interval
-from ghost_backup.host.process import StopRequest
+from ghost_backup.host.process import StopRequest, resolve_executable
 from ghost_backup.logs import NOTICE, Redactor, setup_logging, stderr_is_journal
 from ghost_backup.report.alerts import AlertSink, HttpAlerts, NullAlerts
 from ghost_backup.settings import Settings, load_settings
@@ -218,9 +219,24 @@ def build_deps(
     )
 
 
+def _load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    """Load the settings and pin ``rclone.binary`` to the executable every command will start
+    (beside the interpreter first, then ``$PATH``; see :func:`resolve_executable`)."""
+    settings = load_settings(args.config, env)
+    beside = tuple(dict.fromkeys((Path(sys.executable).parent,
+                                  Path(sysconfig.get_path("scripts")))))
+    binary = resolve_executable(settings.rclone.binary, beside=beside,
+                                search_path=env.get("PATH"))
+    if binary == settings.rclone.binary:
+        return settings
+    log.debug("rclone.binary %r resolves to %s", settings.rclone.binary, binary)
+    return settings.model_copy(
+        update={"rclone": settings.rclone.model_copy(update={"binary": binary})})
+
+
 def _cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
-        settings = load_settings(args.config, env)
+        settings = _load_settings(args, env)
     except ConfigError:
         sys.stdout.write(check.format_checklist((check.CheckItem(
             "settings", False, "configuration is invalid (problems below)", ExitCode.CONFIG),)))
@@ -234,7 +250,7 @@ def _cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    settings = load_settings(args.config, env)
+    settings = _load_settings(args, env)
     request = restore.RestoreRequest(target=args.to, subpath=args.path, dry_run=args.dry_run,
                                      from_archive=args.from_archive, force=args.force)
     summary = restore.run_restore(settings, build_deps(env), request)
@@ -245,7 +261,7 @@ def _cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _cmd_verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.sample is not None and args.sample < 1:
         raise UsageError("--sample must be at least 1")
-    settings = load_settings(args.config, env)
+    settings = _load_settings(args, env)
     summary = verify.run_verify(settings, build_deps(env), sample=args.sample,
                                  seed=args.seed)
     log.log(NOTICE, "%s", summary)
@@ -253,13 +269,13 @@ def _cmd_verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    settings = load_settings(args.config, env)
+    settings = _load_settings(args, env)
     sys.stdout.write(run_status(settings, as_json=args.json, now=datetime.now(UTC)))
     return int(ExitCode.OK)
 
 
 def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    settings = load_settings(args.config, env)
+    settings = _load_settings(args, env)
     deps = build_deps(
         env,
         notifier=notifier_from_env(env),
@@ -273,7 +289,7 @@ def _cmd_alert(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     def sink(settings: Settings) -> AlertSink:
         return HttpAlerts(settings.alerts, new_session(), _REDACTOR)
 
-    run_alert(args.unit, env, lambda: load_settings(args.config, env), sink)
+    run_alert(args.unit, env, lambda: _load_settings(args, env), sink)
     return 0
 
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import time
@@ -31,6 +32,27 @@ log = logging.getLogger(__name__)
 
 _READ_SIZE = 1 << 16
 _BATCH_SECONDS = 0.02
+
+
+def resolve_executable(name: str, *, beside: Sequence[Path], search_path: str | None) -> str:
+    """Return the executable ``name`` will start: itself when it holds a ``/``; else the first
+    executable file called ``name`` in ``beside`` (the interpreter's own bin directory, where
+    ``pip install ghost-backup[rclone]`` puts rclone), then on ``search_path`` (``$PATH``).
+    Return ``name`` unchanged when nothing is found: starting it then fails with a clear
+    "cannot start" line.
+
+    Why the interpreter's directory first: a virtualenv's console script runs its own Python
+    without the venv on ``PATH`` (systemd starts units with ``PATH=/usr/bin:/bin``-like
+    paths), so the rclone that came with the package would otherwise be missed.
+    """
+    if "/" in name:
+        return name
+    for directory in beside:
+        candidate = directory / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name, path=search_path) if search_path else None
+    return found or name
 
 
 class StopRequest:
