@@ -28,7 +28,7 @@ import requests
 from ghost_backup import rclone
 from ghost_backup.credentials.model import Credentials
 from ghost_backup.credentials.sources import CredentialSource, SourceContext, build_source
-from ghost_backup.errors import RcloneFailed, Terminated, VerifyMismatch
+from ghost_backup.errors import RcloneFailed, RuntimeUnsafe, Terminated, VerifyMismatch
 from ghost_backup.host import files, runtime
 from ghost_backup.host.notify import Notifier
 from ghost_backup.host.process import ChildResult, StopRequest, run_captured, run_child
@@ -99,10 +99,19 @@ class Scope:
 
         The config holds no key (keys travel in rclone's environment only).
         """
-        run_dir = runtime.create_run_dir(self.settings.runtime.dir, self.run_id)
+        runtime_dir = self.settings.runtime.dir
+        try:
+            run_dir = runtime.create_run_dir(runtime_dir, self.run_id)
+        except OSError as err:  # a full tmpfs (ENOSPC), inodes exhausted (EMFILE...)
+            raise RuntimeUnsafe(
+                f"cannot create the run directory in {runtime_dir}: {err.strerror}") from None
         self._stack.callback(runtime.remove_run_dir, run_dir)
-        config_path = files.write_private_file(
-            run_dir, rclone.CONFIG_NAME, rclone.render_config(self.settings))
+        try:
+            config_path = files.write_private_file(
+                run_dir, rclone.CONFIG_NAME, rclone.render_config(self.settings))
+        except OSError as err:
+            raise RuntimeUnsafe(
+                f"cannot write the rclone config in {runtime_dir}: {err.strerror}") from None
         return Window(self.run_id, credentials, run_dir, config_path)
 
 

@@ -134,10 +134,11 @@ def _sync(settings: Settings, deps: Deps, window: Window) -> ChildResult:
 
 
 def run_backup(settings: Settings, deps: Deps) -> RunReport:
-    """Run one backup from start to cleanup and return its report (never raises a known error).
+    """Run one backup from start to cleanup and return its report (never raises an Exception).
 
-    Known failures become the report's exit code and message, logged at error priority;
-    the alert channels hear about every outcome.
+    Known failures become the report's exit code and message, logged at error priority; any
+    other exception (a bug) becomes exit 70 the same way. The state file, the metrics and the
+    alert channels hear about every outcome.
     """
     started_at = deps.clock()
     run_id = new_run_id(started_at)
@@ -277,6 +278,13 @@ def _run(
     except GhostBackupError as err:
         log.error("backup run %s failed: %s", run_id, err.message)
         return err.exit_code, err.message
+    except Exception as err:  # a bug must still leave state, /fail and the webhook
+        # The scope above has already shredded the run dir and released the lock. The message
+        # names the exception's type only: its text might quote a key or a proxy's answer
+        # (the traceback appears with --verbose, redacted by value like every line).
+        message = f"internal error ({type(err).__name__}): a bug; run with --verbose and report it"
+        log.error("backup run %s failed: %s", run_id, message, exc_info=True)
+        return ExitCode.INTERNAL, message
     finally:
         if "returncode" in facts:
             stats = facts.get("stats")

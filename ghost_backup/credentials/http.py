@@ -145,9 +145,8 @@ def _get_once(
                     f"credential proxy answered HTTP {status}, expected 200")
             ctype = response.headers.get("Content-Type", "")
             if "json" not in ctype.lower():
-                raise CredentialsInvalid(
-                    f"credential answer has content type {ctype[:40]!r}, not JSON"
-                )
+                # The header is not quoted: no error message carries bytes from the answer.
+                raise CredentialsInvalid("credential answer's content type is not JSON")
             return read_capped_body(response, settings.max_body_bytes, deadline)
     except (requests.ConnectionError, requests.Timeout) as err:
         # ReadTimeout while streaming surfaces as ConnectionError too; both can heal.

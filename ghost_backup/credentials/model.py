@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,9 @@ from ghost_backup.settings import CredentialsSettings
 
 # Unix seconds beyond this are milliseconds or nonsense; refuse rather than guess.
 _MAX_UNIX_SECONDS = 32503680000  # year 3000
+# ASCII digits only: str.isdigit() is also true for "²" and other digits int() refuses, and a
+# length cap keeps int() away from its 4300-digit limit.
+_UNIX_SECONDS_RE = re.compile(r"\A[0-9]{1,12}\Z")
 
 
 class Credentials(BaseModel):
@@ -47,8 +51,12 @@ def parse_expires_at(value: object) -> datetime:
     """
     if isinstance(value, bool):
         raise CredentialsInvalid("expires_at must be a timestamp, not a boolean")
-    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-        seconds = int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        if not _UNIX_SECONDS_RE.match(value.strip()):
+            raise CredentialsInvalid("expires_at is not a plausible Unix time in seconds")
+        value = int(value.strip())
+    if isinstance(value, int):
+        seconds = value
         if not 0 < seconds < _MAX_UNIX_SECONDS:
             raise CredentialsInvalid("expires_at is not a plausible Unix time in seconds")
         return datetime.fromtimestamp(seconds, tz=UTC)
@@ -67,7 +75,11 @@ def parse_expires_at(value: object) -> datetime:
         raise CredentialsInvalid("expires_at is not an RFC 3339 timestamp") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise CredentialsInvalid("expires_at has no timezone offset (ambiguous); refusing")
-    return parsed.astimezone(UTC)
+    try:
+        # 9999-12-31T23:59:59-14:00 parses, but lies past datetime.max in UTC.
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise CredentialsInvalid("expires_at is out of range") from None
 
 
 def _secret_field(payload: Mapping[str, Any], name: str, *, required: bool) -> SecretStr | None:
@@ -84,6 +96,11 @@ def _secret_field(payload: Mapping[str, Any], name: str, *, required: bool) -> S
         raise CredentialsInvalid(f"credential field {name} is empty or a placeholder")
     if stripped != value or any(ch in value for ch in "\r\n\0"):
         raise CredentialsInvalid(f"credential field {name} holds whitespace or control characters")
+    # S3 keys and session tokens are printable ASCII. Anything else (a lone surrogate from a
+    # "\ud800" escape cannot even be encoded into rclone's environment) is not a key.
+    if not (value.isascii() and value.isprintable()):
+        raise CredentialsInvalid(
+            f"credential field {name} holds characters outside printable ASCII")
     return SecretStr(value)
 
 
@@ -127,7 +144,9 @@ def parse_json_object(body: bytes, *, what: str = "credential answer") -> dict[s
     """
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and int()'s 4300-digit limit;
+        # RecursionError a deeply nested array that still fits under the size cap.
         raise CredentialsInvalid(f"{what} is not valid JSON") from None
     if not isinstance(payload, dict):
         raise CredentialsInvalid(f"{what} is a JSON {type(payload).__name__}, not an object")
@@ -196,10 +215,10 @@ def parse_credential_object(
     ``AccessKeyId`` field. Raise CredentialsInvalid (never quoting the payload) otherwise.
     """
     if "credentialType" in payload and "access_key_id" not in payload:
+        # The value is not quoted: no error message carries bytes from the answer.
         raise CredentialsInvalid(
-            f"credential answer looks like Aembit's Edge API (credentialType="
-            f"{str(payload.get('credentialType'))[:32]!r}), not the http-json contract; "
-            "no access policy matched or the wrong source is configured"
+            "credential answer looks like Aembit's Edge API (it has credentialType), not the "
+            "http-json contract; no access policy matched or the wrong source is configured"
         )
     if "AccessKeyId" in payload and "access_key_id" not in payload:
         return parse_process_credentials(payload, now=now, settings=settings)

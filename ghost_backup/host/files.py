@@ -21,9 +21,14 @@ def write_private_file(directory: Path, name: str, content: str) -> Path:
     fd = os.open(path, flags, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        os.write(fd, content.encode())
-    finally:
+        data = memoryview(content.encode())
+        while data:  # os.write may write less than asked (a filling tmpfs)
+            data = data[os.write(fd, data):]
+    except BaseException:
         os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
     return path
 
 

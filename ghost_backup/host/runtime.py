@@ -60,10 +60,20 @@ def ensure_runtime_dir(path: Path) -> None:
 def acquire_lock(runtime_dir: Path) -> int:
     """Take the single-run lock in ``runtime_dir``; return its fd (held until closed).
 
-    Raise TemporaryFailure naming the holder's pid if another run holds it.
+    Raise TemporaryFailure naming the holder's pid if another run holds it, RuntimeUnsafe if
+    the lock path is not a plain file of ours (a FIFO, a directory, a symlink, a device).
     """
     path = runtime_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    # O_NONBLOCK: opening a FIFO must not hang; a directory fails with EISDIR.
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as err:
+        raise RuntimeUnsafe(f"cannot open the lock {path}: {err.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        os.close(fd)
+        raise RuntimeUnsafe(f"lock {path} is not a plain file of ours; remove it")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:

@@ -9,6 +9,7 @@ to both channels, nothing left in the runtime dir but the (empty) lock, zero can
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -85,6 +86,25 @@ HOSTILE = {
         "unparseable-expiry", ExitCode.CREDENTIALS_INVALID, "not an RFC 3339"),
     "expires_at without a timezone": Case(
         "naive-expiry", ExitCode.CREDENTIALS_INVALID, "no timezone"),
+    # A hostile review's answers: each once escaped as an unexpected exception (exit 70, no
+    # state file, no /fail, no webhook). Now each is a clean 65.
+    'expires_at "²" (isdigit, but int() refuses it)': Case(
+        "hostile:superscript-expiry", ExitCode.CREDENTIALS_INVALID, "plausible Unix time"),
+    "expires_at 9999-12-31T23:59:59-14:00 (overflows in UTC)": Case(
+        "hostile:overflow-expiry", ExitCode.CREDENTIALS_INVALID, "out of range"),
+    "expires_at a 5,000-digit number": Case(
+        "hostile:huge-int-expiry", ExitCode.CREDENTIALS_INVALID, "not valid JSON"),
+    "expires_at a 5,000-digit string": Case(
+        "hostile:huge-digit-string-expiry", ExitCode.CREDENTIALS_INVALID, "plausible Unix time"),
+    "a 20,000-deep nested array under the size cap": Case(
+        "hostile:deep-nesting", ExitCode.CREDENTIALS_INVALID, "not valid JSON"),
+    "a key holding a lone surrogate": Case(
+        "hostile:lone-surrogate", ExitCode.CREDENTIALS_INVALID, "outside printable ASCII"),
+    # No error message carries bytes from the answer (checked for "LEAKME" below).
+    "Aembit shape with a credentialType to quote": Case(
+        "hostile:quoting-credential-type", ExitCode.CREDENTIALS_INVALID, "credentialType"),
+    "a content type to quote": Case(
+        "hostile:quoting-content-type", ExitCode.CREDENTIALS_INVALID, "content type is not JSON"),
 }
 for _field in ("access_key_id", "secret_access_key", "expires_at"):
     HOSTILE[f"{_field} missing"] = Case(
@@ -158,6 +178,11 @@ def test_hostile_proxy_fails_closed_with_alert_and_nothing_written(
     assert find_canaries(
         stack.secrets, texts=[done.stdout, done.stderr, *stack.alerts.bodies()],
         dirs=[stack.tmp, stack.runtime_dir.parent]) == []
+    # The state file records the failure (a crash used to skip it), quoting nothing answered.
+    record = json.loads((stack.tmp / "state" / "last-run.json").read_text())
+    assert record["exit_code"] == case.exit_code
+    assert find_canaries(["LEAKME"], texts=[done.stderr, *stack.alerts.bodies()],
+                         dirs=[stack.tmp / "state"]) == []
 
 
 def test_429_retry_after_is_honoured_between_attempts(hostile_stack: Stack) -> None:

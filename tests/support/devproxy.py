@@ -116,6 +116,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: object, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), headers=headers)
 
+    def _hostile(self, name: str, good: dict[str, Any]) -> None:
+        """Answers a hostile review sent (each once crashed a run into exit 70)."""
+        body = json.dumps(good).encode()
+        ctype = "application/json"
+        if name == "superscript-expiry":  # "²".isdigit() is True, int("²") raises
+            body = json.dumps({**good, "expires_at": "\u00b2"}).encode()
+        elif name == "overflow-expiry":  # parses, but overflows datetime in UTC
+            body = json.dumps({**good, "expires_at": "9999-12-31T23:59:59-14:00"}).encode()
+        elif name == "huge-int-expiry":  # past int()'s 4300-digit limit
+            body = body.replace(json.dumps(good["expires_at"]).encode(), b"9" * 5000)
+        elif name == "huge-digit-string-expiry":
+            body = json.dumps({**good, "expires_at": "9" * 5000}).encode()
+        elif name == "deep-nesting":  # RecursionError in json.loads, well under the size cap
+            body = body[:-1] + b', "x": ' + b"[" * 20000 + b"]" * 20000 + b"}"
+        elif name == "lone-surrogate":  # a str that cannot be encoded into rclone's environment
+            body = body.replace(b'"access_key_id": "', b'"access_key_id": "\\ud800', 1)
+        elif name == "quoting-credential-type":  # its value must not reach any message
+            body = json.dumps({"credentialType": "LEAKME-credtype", "data": {}}).encode()
+        elif name == "quoting-content-type":
+            ctype = "text/x-LEAKME-ctype"
+        self._send(200, body, ctype)
+
     def do_POST(self) -> None:
         """Handle ``/_control/mode``."""
         state = self.server.state
@@ -242,6 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         elif kind == "aembit-unknown":
             self._json(200, {"credentialType": "Unknown", "expiresAt": None, "data": {}})
+        elif kind == "hostile":
+            self._hostile(arg, good)
         elif kind == "wrong-keys":
             good["access_key_id"] = "WRONGKEY" + state.access_key_id[8:]
             good["secret_access_key"] = "wrong-" + state.secret_access_key[6:]

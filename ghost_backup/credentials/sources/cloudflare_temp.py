@@ -74,25 +74,22 @@ def build_temp_url(settings: Settings, cf: CloudflareTempSettings) -> str:
 
 
 def format_api_errors(payload: Mapping[str, Any]) -> str:
-    """Given a Cloudflare answer, return its ``errors`` as ``code N: message; ...`` (short)."""
-    errors = payload.get("errors")
-    if not isinstance(errors, list) or not errors:
-        return "no error details"
-    parts = []
-    for item in errors[:3]:
-        if not isinstance(item, dict):
-            continue
-        code = item.get("code")
-        message = "".join(ch for ch in str(item.get("message", ""))[:100] if ch.isprintable())
-        parts.append(f"code {code}: {message}" if code is not None else message)
-    return "; ".join(parts) or "no error details"
+    """Given a Cloudflare answer, return its integer error codes as ``error codes N, M``.
+
+    Messages are not quoted: no error message carries text from an answer (Cloudflare's codes
+    are documented; the text may come from whatever stands between us and it).
+    """
+    codes = sorted(_error_codes(payload))[:5]
+    return "error codes " + ", ".join(str(c) for c in codes) if codes else "no error codes"
 
 
 def _error_codes(payload: Mapping[str, Any]) -> set[int]:
     errors = payload.get("errors")
     if not isinstance(errors, list):
         return set()
-    return {e["code"] for e in errors if isinstance(e, dict) and isinstance(e.get("code"), int)}
+    return {e["code"] for e in errors
+            if isinstance(e, dict) and isinstance(e.get("code"), int)
+            and not isinstance(e.get("code"), bool) and 0 <= e["code"] < 10**9}
 
 
 def parse_temp_answer(

@@ -1,0 +1,128 @@
+"""Hostile review, item 2: no failure skips the state file, /fail and the webhook.
+
+A bug (any unexpected exception) still writes state, alerts and shreds, then exits 70; a
+runtime tmpfs that fills up after the fetch and a lock path that is a FIFO or a directory are
+a clean 73. In process, with the fake proxy and fake rclone of test_sequencing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ghost_backup.commands import run as run_command
+from ghost_backup.errors import ExitCode
+from tests.unit.commands.test_sequencing import (
+    CANARY_ID,
+    CANARY_SECRET,
+    FakeProxy,
+    Recorder,
+    _deps,
+    _no_leftovers,
+    _rclone,
+    _settings,
+    world,
+)
+
+__all__ = ["world"]  # the fixture, imported for pytest
+
+
+def _state(world: dict[str, Path]) -> dict[str, object]:
+    record: dict[str, object] = json.loads((world["state"] / "last-run.json").read_text())
+    return record
+
+
+def test_a_bug_after_the_window_opened_still_records_alerts_shreds_and_exits_70(
+    world: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen_dirs: list[int] = []
+
+    def buggy_sync(_settings: object, _deps: object, window: run_command.Window) -> None:
+        seen_dirs.append(len(list(window.run_dir.parent.glob("run-*"))))
+        raise RuntimeError(f"bug quoting {CANARY_SECRET}")
+
+    monkeypatch.setattr(run_command, "_sync", buggy_sync)
+    events: list[str] = []
+    recorder = Recorder(world["runtime"], events)
+    report = run_command.run_backup(_settings(world, _rclone(world["tools"])),
+                                    _deps(FakeProxy(events=events), recorder))
+    assert seen_dirs == [1]  # the config existed when the bug struck
+    assert report.exit_code == ExitCode.INTERNAL
+    assert "RuntimeError" in report.message
+    assert CANARY_SECRET not in report.message
+    assert events[-1] == "alert-finish failure 70"
+    record = _state(world)
+    assert record["exit_code"] == 70
+    assert record["outcome"] == "failure"
+    _no_leftovers(world)  # run dir shredded, no key in the state dir
+    assert not (world["runtime"] / "lock").read_text()  # lock released
+
+
+@contextlib.contextmanager
+def _tiny_tmpfs(path: Path, inodes: int) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    path.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=64k,nr_inodes={inodes},mode=0700",
+                    "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+        path.rmdir()
+
+
+@pytest.mark.parametrize(("inodes", "says"), [
+    (2, "cannot create the run directory"),  # the root and the lock: no room for run-<id>/
+    (3, "cannot write the rclone config"),  # room for run-<id>/ but not rclone.conf
+])
+def test_a_runtime_tmpfs_full_after_the_fetch_is_73_with_state_and_alerts(
+    world: dict[str, Path], tmp_path: Path, inodes: int, says: str,
+) -> None:
+    with _tiny_tmpfs(tmp_path / "run", inodes) as runtime:
+        world = {**world, "runtime": runtime}
+        events: list[str] = []
+        proxy = FakeProxy(events=events)
+        report = run_command.run_backup(_settings(world, _rclone(world["tools"])),
+                                        _deps(proxy, Recorder(runtime, events)))
+        assert report.exit_code == ExitCode.RUNTIME_UNSAFE, report.message
+        assert says in report.message
+        assert "fetch" in events  # the fetch happened; the window could not open
+        assert events[-1] == "alert-finish failure 73"
+        assert _state(world)["exit_code"] == 73
+        assert sorted(p.name for p in runtime.iterdir()) == ["lock"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink"])
+def test_a_lock_path_that_is_not_a_plain_file_is_73_before_any_fetch(
+    world: dict[str, Path], kind: str,
+) -> None:
+    runtime = world["runtime"]
+    runtime.mkdir(mode=0o700)
+    lock = runtime / "lock"
+    if kind == "fifo":
+        os.mkfifo(lock, 0o600)
+    elif kind == "directory":
+        lock.mkdir()
+    else:
+        lock.symlink_to(world["state"])
+    events: list[str] = []
+    proxy = FakeProxy(events=events)
+    report = run_command.run_backup(_settings(world, _rclone(world["tools"])),
+                                    _deps(proxy, Recorder(runtime, events)))
+    assert report.exit_code == ExitCode.RUNTIME_UNSAFE, report.message
+    assert "lock" in report.message
+    assert "fetch" not in events
+    assert events[-1] == "alert-finish failure 73"
+    assert _state(world)["exit_code"] == 73
+    assert CANARY_ID not in json.dumps(_state(world))
+    if kind == "directory":
+        lock.rmdir()
+    else:
+        lock.unlink()
