@@ -22,6 +22,7 @@ from ghost_backup.commands import check, config, restore, verify
 from ghost_backup.commands.alert import run_alert
 from ghost_backup.commands.audit_host import run_audit_host
 from ghost_backup.commands.context import Deps
+from ghost_backup.commands.dry_run import run_dry_run
 from ghost_backup.commands.run import run_backup
 from ghost_backup.commands.status import run_status
 from ghost_backup.credentials.http import new_session
@@ -101,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "source tree to the bucket\nwith rclone, record the outcome and alert on "
                     "failure. This is what ghost-backup.service runs.",
         examples=["ghost-backup run", "systemctl start ghost-backup.service   # the same, "
-                  "under the shipped unit"])
+                  "under the shipped unit",
+                  "ghost-backup run --dry-run   # before the first sync into an existing bucket"]
+    ).add_argument("--dry-run", action="store_true",
+                   help="fetch credentials as usual and list what the sync would copy and "
+                        "delete (counts, first paths); change nothing, record no run, send no "
+                        "alert")
     _add_toolkit_parsers(sub)
     config = _add_command(
         sub, "config", summary="validate the config file, or print the annotated example",
@@ -276,6 +282,9 @@ def _cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = _load_settings(args, env)
+    if args.dry_run:
+        sys.stdout.write(_REDACTOR.redact(run_dry_run(settings, build_deps(env))))
+        return int(ExitCode.OK)
     deps = build_deps(
         env,
         notifier=notifier_from_env(env),

@@ -227,8 +227,10 @@ def fetch_rclone_version(settings: Settings, env: Mapping[str, str]) -> str | No
 
 
 def run_rclone(settings: Settings, deps: Deps, argv: tuple[str, ...],
-               env: dict[str, str]) -> ChildResult:
-    """Run a streaming rclone command (restore's copy, a check) and return its result.
+               env: dict[str, str],
+               on_event: Callable[[LogEvent], None] = log_rclone_event) -> ChildResult:
+    """Run a streaming rclone command (restore's copy, a check, a dry run) and return its
+    result; each output line goes to ``on_event`` (the journal by default).
 
     Raise Terminated if a signal stopped it, RcloneFailed if it stalled.
     """
@@ -238,7 +240,7 @@ def run_rclone(settings: Settings, deps: Deps, argv: tuple[str, ...],
     # While rclone lives, SIGTERM is forwarded to it (and waited for), never raised here.
     with deps.stop.deferred():
         result = run_child(
-            argv, env, on_event=log_rclone_event, on_started=on_started,
+            argv, env, on_event=on_event, on_started=on_started,
             on_tick=lambda: None, stop=deps.stop, tick_seconds=1.0,
             stall_timeout_seconds=settings.rclone.stall_timeout_seconds,
             term_timeout_seconds=settings.rclone.term_timeout_seconds, clock=deps.monotonic,

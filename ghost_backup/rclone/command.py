@@ -86,12 +86,15 @@ def build_sync_argv(
     work_dir: Path,
     max_duration_seconds: int | None,
     archive_stamp: str | None = None,
+    dry_run: bool = False,
 ) -> tuple[str, ...]:
     """Return the argv for ``rclone sync`` of the source to the destination.
 
     ``max_duration_seconds`` bounds rclone inside the credentials' lifetime (soft cutoff:
     no new transfers, in-flight ones finish, exit 10). ``archive_stamp`` names the dated folder
-    under ``destination.archive_path`` for ``--backup-dir``.
+    under ``destination.archive_path`` for ``--backup-dir``. ``dry_run`` adds ``--dry-run``
+    and leaves out ``--max-delete``: nothing is changed, and the operator should see every
+    deletion the real run would attempt, not the first ``max_delete`` of them.
     """
     rc = settings.rclone
     src = settings.source
@@ -105,7 +108,9 @@ def build_sync_argv(
         argv.append("--fast-list")
     if src.one_file_system:
         argv.append("--one-file-system")
-    if rc.max_delete > 0:
+    if dry_run:
+        argv.append("--dry-run")
+    elif rc.max_delete > 0:
         argv += ["--max-delete", str(rc.max_delete)]
     if settings.destination.archive_path is not None and archive_stamp is not None:
         archive = f"{settings.destination.archive_path}/{archive_stamp}"

@@ -8,7 +8,7 @@ and unknown keys are tolerated; a line that is not JSON (a Go panic, say) is kep
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 # rclone's lower-case level names, mapped 1:1 onto syslog priorities.
@@ -54,6 +54,10 @@ class LogEvent:
     message: str
     object: str | None = None
     stats: Stats | None = None
+    # What ``--dry-run`` skipped ("copy", "delete", "move into backup dir", ...); rclone puts
+    # it in the line's ``skipped`` field (operations.SkipDestructive).
+    skipped: str | None = None
+    size: int = 0
 
 
 def _int(data: dict[str, Any], key: str) -> int:
@@ -116,12 +120,81 @@ def parse_line(line: str) -> LogEvent:
     message = msg.strip() if isinstance(msg, str) else ""
     obj = data.get("object")
     stats = data.get("stats")
+    skipped = data.get("skipped")
     return LogEvent(
         priority=priority,
         message=message,
         object=obj if isinstance(obj, str) else None,
         stats=parse_stats(stats) if isinstance(stats, dict) else None,
+        skipped=skipped if isinstance(skipped, str) else None,
+        size=_int(data, "size") if skipped is not None else 0,
     )
+
+
+# --- `run --dry-run`: what the sync would do ------------------------------------------------
+
+# rclone's SkipDestructive names (operations.go): a deletion is "delete", or "move into backup
+# dir" when --backup-dir archives it; "move" archives the old version of a file about to be
+# overwritten. Modification-time updates change no content and are not reported.
+_WOULD_COPY = frozenset({"copy"})
+_WOULD_DELETE = frozenset({"delete", "move into backup dir"})
+_WOULD_ARCHIVE_REPLACED = frozenset({"move"})
+
+
+@dataclass(frozen=True)
+class DryRunPlan:
+    """What a ``sync --dry-run`` reported: counts, bytes and the first ``keep`` paths."""
+
+    copies: int = 0
+    copy_bytes: int = 0
+    deletes: int = 0
+    delete_bytes: int = 0
+    replaced: int = 0
+    first_copies: tuple[str, ...] = ()
+    first_deletes: tuple[str, ...] = ()
+
+
+def add_dry_run_event(plan: DryRunPlan, event: LogEvent, *, keep: int) -> DryRunPlan:
+    """Return ``plan`` with ``event`` counted if it is a skipped copy, deletion or archiving."""
+    if event.skipped is None or event.object is None:
+        return plan
+    if event.skipped in _WOULD_COPY:
+        first = plan.first_copies if len(plan.first_copies) >= keep else (
+            *plan.first_copies, event.object)
+        return replace(plan, copies=plan.copies + 1, copy_bytes=plan.copy_bytes + event.size,
+                       first_copies=first)
+    if event.skipped in _WOULD_DELETE:
+        first = plan.first_deletes if len(plan.first_deletes) >= keep else (
+            *plan.first_deletes, event.object)
+        return replace(plan, deletes=plan.deletes + 1,
+                       delete_bytes=plan.delete_bytes + event.size, first_deletes=first)
+    if event.skipped in _WOULD_ARCHIVE_REPLACED:
+        return replace(plan, replaced=plan.replaced + 1)
+    return plan
+
+
+def format_dry_run(plan: DryRunPlan, *, source: str, destination: str,
+                   archive: str | None, max_delete: int) -> str:
+    """Return the dry run's report: what would be copied and deleted, first paths of each."""
+    lines = [f"dry run: {source} -> {destination} (nothing was changed)",
+             f"would copy {plan.copies} file(s), {format_bytes(plan.copy_bytes)}"
+             + (":" if plan.first_copies else "")]
+    lines += [f"  {path}" for path in plan.first_copies]
+    if plan.copies > len(plan.first_copies):
+        lines.append(f"  ... and {plan.copies - len(plan.first_copies)} more")
+    where = f" (moved to {archive}, not destroyed)" if archive else ""
+    lines.append(f"would delete {plan.deletes} file(s), {format_bytes(plan.delete_bytes)}{where}"
+                 + (":" if plan.first_deletes else ""))
+    lines += [f"  {path}" for path in plan.first_deletes]
+    if plan.deletes > len(plan.first_deletes):
+        lines.append(f"  ... and {plan.deletes - len(plan.first_deletes)} more")
+    if plan.replaced and archive:
+        lines.append(f"would keep the previous version of {plan.replaced} overwritten file(s) "
+                     f"in {archive}")
+    if 0 < max_delete < plan.deletes:
+        lines.append(f"a real run would stop after {max_delete} deletion(s) (rclone.max_delete) "
+                     "and exit 79")
+    return "\n".join(lines) + "\n"
 
 
 def format_bytes(count: float) -> str:

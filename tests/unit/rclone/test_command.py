@@ -116,3 +116,12 @@ def test_exit_code_table(rc: int, terminated: bool, max_delete: bool, code: Exit
     assert error is not None
     assert error.exit_code == code
     assert error.message
+
+
+def test_dry_run_sync_argv_adds_dry_run_and_drops_max_delete() -> None:
+    argv = build_sync_argv(SETTINGS, config_path=Path("/run/ghost/run-x/rclone.conf"),
+                           work_dir=Path("/run/ghost/run-x"), max_duration_seconds=3000,
+                           archive_stamp="s", dry_run=True)
+    assert "--dry-run" in argv
+    assert "--max-delete" not in argv  # every deletion the real run would attempt is shown
+    assert argv[:4] == _argv()[:4]
