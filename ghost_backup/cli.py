@@ -159,7 +159,10 @@ def _add_toolkit_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
                     "runtime directory\nand lock, a credential fetch and that the bucket is "
                     "listable. Writes nothing at the\ndestination. Exits with the code of the "
                     "first failed line.",
-        examples=["ghost-backup check", "ghost-backup check --config ./config.toml -v"])
+        examples=["ghost-backup check", "ghost-backup check --config ./config.toml -v",
+                  "ghost-backup check --json | jq -r '.items[] | select(.status != \"ok\")'"]
+    ).add_argument("--json", action="store_true",
+                   help="print the checklist as JSON (shaped like status --json)")
     _add_command(
         sub, "status", summary="show the last run from the state file",
         description="Show the last run's outcome, times and counts from the state file. Needs "
@@ -241,14 +244,20 @@ def _load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
 
 
 def _cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    def show(items: tuple[check.CheckItem, ...], problems: tuple[str, ...] = ()) -> None:
+        text = (check.format_checklist_json(items, checked_at=datetime.now(UTC),
+                                            problems=problems)
+                if args.json else check.format_checklist(items))
+        sys.stdout.write(_REDACTOR.redact(text))
+
     try:
         settings = _load_settings(args, env)
-    except ConfigError:
-        sys.stdout.write(check.format_checklist((check.CheckItem(
-            "settings", False, "configuration is invalid (problems below)", ExitCode.CONFIG),)))
+    except ConfigError as err:
+        show((check.CheckItem("settings", False, "configuration is invalid (problems below)",
+                              ExitCode.CONFIG),), err.problems or (err.message,))
         raise
     items = check.run_check(settings, build_deps(env))
-    sys.stdout.write(_REDACTOR.redact(check.format_checklist(items)))
+    show(items)
     code = check.first_failure(items)
     if code != ExitCode.OK:
         log.error("check failed: %s", next(i.detail for i in items if i.passed is False))

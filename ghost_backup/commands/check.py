@@ -3,9 +3,11 @@ credentials, bucket listable). Writes nothing at the destination: the bucket is 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from ghost_backup import rclone
 from ghost_backup.commands.context import (
@@ -43,6 +45,29 @@ def format_checklist(items: tuple[CheckItem, ...]) -> str:
     marks = {True: "[ok]  ", False: "[FAIL]", None: "[skip]"}
     lines = [f"{marks[item.passed]} {item.name}: {item.detail}" for item in items]
     return "\n".join(lines) + "\n"
+
+
+def format_checklist_json(items: tuple[CheckItem, ...], *, checked_at: datetime,
+                          problems: tuple[str, ...] = ()) -> str:
+    """Return the checklist as JSON, shaped like ``status --json``: ``outcome``,
+    ``exit_code``, ``exit_name`` and ``message`` first, then one object per item
+    (``status`` is ``ok``, ``fail`` or ``skip``); ``problems`` lists a bad config's problems."""
+    code = first_failure(items)
+    failed = next((item for item in items if item.passed is False), None)
+    statuses = {True: "ok", False: "fail", None: "skip"}
+    payload: dict[str, object] = {
+        "outcome": "success" if code == ExitCode.OK else "failure",
+        "exit_code": int(code),
+        "exit_name": code.name,
+        "message": "every check passed" if failed is None else f"{failed.name}: {failed.detail}",
+        "checked_at": checked_at.isoformat(timespec="seconds"),
+        "items": [{"name": item.name, "status": statuses[item.passed], "detail": item.detail,
+                   "exit_code": None if item.code is None else int(item.code)}
+                  for item in items],
+    }
+    if problems:
+        payload["problems"] = list(problems)
+    return json.dumps(payload, indent=2) + "\n"
 
 
 def first_failure(items: tuple[CheckItem, ...]) -> ExitCode:

@@ -92,6 +92,48 @@ def test_check_fails_on_an_invalid_config_with_code_78(stack: Stack) -> None:
     assert "[FAIL] settings:" in result.stdout
 
 
+def test_check_json_has_the_shape_of_status_json_and_names_the_rclone_binary(
+        stack: Stack) -> None:
+    _backed_up(stack)
+    status = json.loads(stack.run("status", "--json").stdout)
+    result = stack.run("check", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    payload = json.loads(result.stdout)
+    for key in ("outcome", "exit_code", "exit_name", "message"):
+        assert type(payload[key]) is type(status[key])
+    assert (payload["outcome"], payload["exit_code"], payload["exit_name"]) == (
+        "success", 0, "OK")
+    assert [i["name"] for i in payload["items"]] == [
+        "settings", "rclone", "source", "runtime dir", "credentials", "bucket"]
+    assert {i["status"] for i in payload["items"]} == {"ok"}
+    rclone_item = payload["items"][1]["detail"]
+    assert rclone_item.startswith("v1.")
+    assert f" at {RCLONE} " in rclone_item
+    _assert_clean(stack, result.stdout, result.stderr)
+
+
+def test_check_json_reports_a_failure_and_a_bad_config(stack: Stack) -> None:
+    make_tree(stack.source, 5)
+    _set_mode(stack.proxy.state, "status:403")
+    stack.overrides["credentials"] = {"max_attempts": 1}
+    denied = stack.run("check", "--json")
+    assert denied.returncode == 77
+    payload = json.loads(denied.stdout)
+    assert (payload["outcome"], payload["exit_code"], payload["exit_name"]) == (
+        "failure", 77, "PROXY_DENIED")
+    assert payload["message"].startswith("credentials: ")
+    assert [(i["name"], i["status"], i["exit_code"]) for i in payload["items"]][-2:] == [
+        ("credentials", "fail", 77), ("bucket", "skip", None)]
+
+    stack.overrides["rclone"] = {"transfers": 0}
+    bad = stack.run("check", "--json")
+    assert bad.returncode == 78
+    payload = json.loads(bad.stdout)
+    assert payload["exit_name"] == "CONFIG"
+    assert payload["problems"] == ["rclone.transfers: Input should be greater than or equal to 1"]
+    _assert_clean(stack, denied.stdout, denied.stderr, bad.stdout)
+
+
 def test_restore_of_a_backed_up_tree_is_byte_identical(stack: Stack) -> None:
     _backed_up(stack)
     target = stack.tmp / "restored"

@@ -3,13 +3,19 @@ the metrics text, the checklist and the restore-target guard."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from ghost_backup import rclone
-from ghost_backup.commands.check import CheckItem, first_failure, format_checklist
+from ghost_backup.commands.check import (
+    CheckItem,
+    first_failure,
+    format_checklist,
+    format_checklist_json,
+)
 from ghost_backup.commands.guards import check_restore_target
 from ghost_backup.commands.restore import check_subpath
 from ghost_backup.errors import ExitCode, UsageError
@@ -220,3 +226,18 @@ def test_restore_target_guard(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="not a directory"):
         check_restore_target(tmp_path / "file", source, force=True)
+
+
+def test_checklist_json_leads_with_the_outcome_like_status_json() -> None:
+    items = (CheckItem("settings", True, "configuration is valid"),
+             CheckItem("source", False, "not a mount point", ExitCode.SOURCE_REFUSED),
+             CheckItem("bucket", None, "needs credentials"))
+    payload = json.loads(format_checklist_json(
+        items, checked_at=datetime(2026, 11, 28, 2, tzinfo=UTC)))
+    assert list(payload)[:4] == ["outcome", "exit_code", "exit_name", "message"]
+    assert payload["outcome"] == "failure"
+    assert (payload["exit_code"], payload["exit_name"]) == (66, "SOURCE_REFUSED")
+    assert payload["message"] == "source: not a mount point"
+    assert payload["checked_at"] == "2026-11-28T02:00:00+00:00"
+    assert [i["status"] for i in payload["items"]] == ["ok", "fail", "skip"]
+    assert "problems" not in payload
