@@ -26,9 +26,16 @@ EXAMPLE_REQUIRED = {("destination", "bucket"): "ghost-backups",
 
 
 def settings_sections() -> list[tuple[str, type[BaseModel]]]:
-    """Return each top-level table of the settings and the model behind it."""
-    return [(name, model) for name, info in Settings.model_fields.items()
+    """Return each top-level table of the settings and the model behind it; an array of
+    tables (``[[database]]``) is named ``[database]``."""
+    return [(f"[{info.alias or name}]" if is_array(info.annotation) else name, model)
+            for name, info in Settings.model_fields.items()
             if (model := model_of(info.annotation)) is not None]
+
+
+def is_array(annotation: Any) -> bool:
+    """Return True for a field holding a list of tables (TOML ``[[name]]``)."""
+    return typing.get_origin(annotation) is tuple
 
 
 def model_of(annotation: Any) -> type[BaseModel] | None:
@@ -76,7 +83,8 @@ def render_example_toml() -> str:
         "",
     ]
     for name, model in settings_sections():
-        out += _example_section(name, model, enabled=True)
+        # An array of tables has no default entry: shown whole, commented out.
+        out += _example_section(name, model, enabled=not name.startswith("["))
     return "\n".join(out)
 
 

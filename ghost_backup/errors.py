@@ -34,6 +34,7 @@ class ExitCode(IntEnum):
     DELETE_GUARD = 79
     KEYS_ON_HOST = 80
     VERIFY_MISMATCH = 81
+    DATABASE_FAILED = 82
     TERMINATED = 143
 
 
@@ -151,6 +152,15 @@ EXIT_CODES: dict[ExitCode, ExitInfo] = {
                 'logged)'),
         action=('see the runbook, "Exit 81"; a file changed since the last run differs '
                 'legitimately'),
+        retry=False,
+    ),
+    ExitCode.DATABASE_FAILED: ExitInfo(
+        meaning=('a database dump (or `restore-db`) failed; the file sync still ran'),
+        detail=('a `[[database]]` dump failed (container missing, login refused, dump cut off, '
+                'upload failed): no dump object was left for it, and the file sync ran anyway; '
+                'or `restore-db` could not complete'),
+        action=('read the `database NAME:` line in the journal; `ghost-backup check` tests each '
+                'database\'s dump path without writing (runbook, "Exit 82")'),
         retry=False,
     ),
     ExitCode.TERMINATED: ExitInfo(
@@ -284,6 +294,12 @@ class VerifyMismatch(GhostBackupError):
     """``verify`` or a restore's check found files that differ from the backup."""
 
     exit_code = ExitCode.VERIFY_MISMATCH
+
+
+class DatabaseFailed(GhostBackupError):
+    """A database could not be dumped, probed or restored."""
+
+    exit_code = ExitCode.DATABASE_FAILED
 
 
 class StateUnreadable(GhostBackupError):

@@ -172,6 +172,15 @@ class DestinationSettings(_Section):
             "Must not overlap `path`."
         ),
     )
+    databases_path: str = Field(
+        "databases",
+        min_length=1,
+        description=(
+            "Prefix in the same bucket for database dumps (`<databases_path>/<name>/<stamp>."
+            "sql.gz`). When it lies inside `path` (for example with `path` empty, the bucket "
+            "root) the file sync excludes it, so the sync never deletes the dumps."
+        ),
+    )
 
     @field_validator("bucket")
     @classmethod
@@ -199,7 +208,7 @@ class DestinationSettings(_Section):
             raise ValueError("must be one of rclone's S3 provider names (`Cloudflare` for R2)")
         return value
 
-    @field_validator("path", "archive_path")
+    @field_validator("path", "archive_path", "databases_path")
     @classmethod
     def _prefix(cls, value: str | None) -> str | None:
         if value is None:
@@ -220,6 +229,13 @@ class DestinationSettings(_Section):
                     "archive_path must not overlap path (set both to distinct prefixes, "
                     "for example path = \"current\" and archive_path = \"archive\")"
                 )
+        d = self.databases_path
+        for other in (self.archive_path,):
+            if other is not None and (d == other or d.startswith(other + "/")
+                                      or other.startswith(d + "/")):
+                raise ValueError("databases_path must not overlap archive_path")
+        if self.path and (self.path == d or self.path.startswith(d + "/")):
+            raise ValueError("databases_path must not contain path (the mirror of the files)")
         return self
 
     @property
@@ -736,6 +752,195 @@ class AlertSettings(_Section):
         return None if value is None else _check_url(value, what="alert URL")
 
 
+# Names that end up in object keys, shell text or SQL identifiers: kept plain on purpose.
+_DB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_SCHEMA_RE = re.compile(r"^[A-Za-z0-9_$-]{1,64}$")
+_DB_USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,80}$")
+_ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+_CONTAINER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class DatabaseSettings(_Section):
+    """A database dumped consistently before each file sync (one `[[database]]` table each).
+
+    `mysql` (MySQL or MariaDB) is dumped with `mysqldump --single-transaction` inside its
+    container (`container`) or against a socket or host; `sqlite` is copied online with
+    SQLite's backup API. See docs/restore.md for the restore walk-through.
+    """
+
+    name: str = Field(
+        description=(
+            "Short name of this database (`ghost`): the dump objects are "
+            "`<destination.databases_path>/<name>/<run id>.sql.gz`, and `restore-db` takes it."
+        ),
+    )
+    kind: Literal["mysql", "sqlite"] = Field(
+        description="`mysql` (MySQL or MariaDB, via mysqldump) or `sqlite` (backup API).",
+    )
+    path: Path | None = Field(
+        None, description="`sqlite`: the database file (required for `sqlite`).",
+    )
+    container: str | None = Field(
+        None,
+        description=(
+            "`mysql`: the database container's name; the dump runs inside it with "
+            "`docker|podman exec` and reads the password from the container's own environment."
+        ),
+    )
+    engine: Literal["docker", "podman"] = Field(
+        "docker", description="`mysql` with `container`: the container engine."
+    )
+    engine_binary: str | None = Field(
+        None, description="Engine executable (default: `engine` looked up on PATH)."
+    )
+    socket: Path | None = Field(
+        None, description="`mysql` without a container: the server's Unix socket."
+    )
+    host: str | None = Field(
+        None, description="`mysql` without a container: the server's host name (TCP)."
+    )
+    port: int = Field(3306, ge=1, le=65535, description="TCP port with `host`.")
+    user: str = Field("root", description="Database user the dump connects as.")
+    password_env: str | None = Field(
+        None,
+        description=(
+            "With `container`: the name of the container's environment variable holding the "
+            "password (its `<name>_FILE` variant is read first, for Docker secrets). Default: "
+            "`MYSQL_ROOT_PASSWORD` for user `root`, else `MYSQL_PASSWORD`. Only the name "
+            "appears in argv, never the value."
+        ),
+    )
+    password_credential: str | None = Field(
+        None,
+        description=(
+            "With `socket`/`host`: the systemd credential (`LoadCredential=<name>:<file>`) "
+            "holding the password, passed to the dump in `MYSQL_PWD` only. Unset: no password "
+            "(for example root over the socket with unix_socket authentication)."
+        ),
+    )
+    databases: tuple[str, ...] = Field(
+        (),
+        description=(
+            "`mysql`: the schemas to dump. Empty: every user schema (never the `mysql`, "
+            "`sys`, `information_schema` and `performance_schema` system schemas)."
+        ),
+    )
+    datadir: Path | None = Field(
+        None,
+        description=(
+            "The live data directory (for `mysql`, the server's datadir on the host, for "
+            "example `/var/mnt/storage/mysql`). Kept out of the file sync when "
+            "`exclude_datadir` is on: a live datadir copied file by file is a torn copy."
+        ),
+    )
+    exclude_datadir: bool = Field(
+        True,
+        description=(
+            "Exclude `datadir` (and for `sqlite`, `path` with its `-wal`, `-shm` and "
+            "`-journal` files) from the file sync when it lies inside the source."
+        ),
+    )
+    dump_binary: str = Field(
+        "mariadb-dump",
+        description="`mysql` with `socket`/`host`: the dump client on the host (`mysqldump`).",
+    )
+    client_binary: str = Field(
+        "mariadb",
+        description="`mysql` with `socket`/`host`: the SQL client (`check`, `restore-db`).",
+    )
+    compression_level: int = Field(
+        1, ge=1, le=9,
+        description=(
+            "gzip level of the dump stream. 1 is about 8x faster than 6 for a little more "
+            "size (docs/performance.md)."
+        ),
+    )
+    timeout_seconds: int = Field(
+        3600, ge=10,
+        description=(
+            "Give up on the dump (nothing is left at the destination) after this long; it is "
+            "also bounded by the credentials' lifetime."
+        ),
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _DB_NAME_RE.match(value):
+            raise ValueError("must be 1-63 lower-case letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("databases")
+    @classmethod
+    def _schemas(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for schema in value:
+            if not _SCHEMA_RE.match(schema):
+                raise ValueError("schema names must be letters, digits, '_', '$' or '-'")
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if not _DB_USER_RE.match(value):
+            raise ValueError("must be letters, digits, '_', '.', '@' or '-'")
+        return value
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        # It goes into the shell text run inside the container: a plain variable name only.
+        if value is not None and not _ENV_NAME_RE.match(value):
+            raise ValueError("must be an environment variable name (A-Z, 0-9, '_')")
+        return value
+
+    @field_validator("password_credential")
+    @classmethod
+    def _cred(cls, value: str | None) -> str | None:
+        return _credential_name(value)
+
+    @field_validator("container")
+    @classmethod
+    def _container(cls, value: str | None) -> str | None:
+        if value is not None and not _CONTAINER_RE.match(value):
+            raise ValueError("must be a container name (letters, digits, '_', '.', '-')")
+        return value
+
+    @field_validator("path", "socket", "datadir")
+    @classmethod
+    def _abs(cls, value: Path | None) -> Path | None:
+        return _absolute_path(value)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> DatabaseSettings:
+        where = [f for f in ("container", "socket", "host") if getattr(self, f) is not None]
+        if self.kind == "sqlite":
+            if self.path is None:
+                raise ValueError(f"database {self.name}: kind \"sqlite\" needs `path`")
+            if where or self.databases:
+                raise ValueError(f"database {self.name}: kind \"sqlite\" takes `path` only, "
+                                 f"not {', '.join(where) or 'databases'}")
+        else:
+            if len(where) != 1:
+                raise ValueError(f"database {self.name}: kind \"mysql\" needs exactly one of "
+                                 "`container`, `socket` or `host`")
+            if self.path is not None:
+                raise ValueError(f"database {self.name}: `path` is for kind \"sqlite\"")
+            if self.container is not None and self.password_credential is not None:
+                raise ValueError(f"database {self.name}: with `container` the password comes "
+                                 "from the container (`password_env`), not a credential")
+            if self.container is None and self.password_env is not None:
+                raise ValueError(f"database {self.name}: `password_env` is for `container`; "
+                                 "use `password_credential` with a socket or host")
+        return self
+
+    @property
+    def password_variable(self) -> str:
+        """Return the container variable holding the password."""
+        if self.password_env is not None:
+            return self.password_env
+        return "MYSQL_ROOT_PASSWORD" if self.user == "root" else "MYSQL_PASSWORD"
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -747,6 +952,21 @@ class Settings(_Section):
     state: StateSettings = Field(default_factory=StateSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    databases: tuple[DatabaseSettings, ...] = Field(
+        (),
+        alias="database",
+        description=(
+            "Databases dumped before each file sync, one `[[database]]` table each "
+            "(none by default)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _unique_databases(self) -> Settings:
+        names = [db.name for db in self.databases]
+        if len(names) != len(set(names)):
+            raise ValueError("every [[database]] needs its own `name`")
+        return self
 
     @model_validator(mode="after")
     def _cloudflare_account(self) -> Settings:

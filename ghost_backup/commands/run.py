@@ -1,8 +1,9 @@
 """``ghost-backup run``: the nightly backup, the one place that sequences its effects.
 
     runtime dir proven tmpfs -> lock -> source guard -> rclone version
-    -> credential fetch (audit line) -> per-run dir + config -> rclone child (READY, progress,
-    watchdog) -> finally: STOPPING, shred config, remove per-run dir, unlock
+    -> credential fetch (audit line) -> per-run dir + config -> [database dumps (READY,
+    watchdog), each streamed to the destination] -> rclone child (READY, progress, watchdog)
+    -> finally: STOPPING, shred config, remove per-run dir, unlock
     -> state file + metrics textfile -> alerts
 
 The shared lifecycle is :func:`~ghost_backup.commands.context.command_scope`; collaborators
@@ -12,6 +13,7 @@ arrive in :class:`~ghost_backup.commands.context.Deps`, wired by the CLI.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -26,9 +28,10 @@ from ghost_backup.commands.context import (
     max_duration_seconds,
     new_run_id,
 )
+from ghost_backup.commands.dumps import DumpOutcome, run_dumps
 from ghost_backup.commands.guards import check_source
 from ghost_backup.credentials.sources import CredentialSource, build_source
-from ghost_backup.errors import ExitCode, GhostBackupError, RcloneFailed
+from ghost_backup.errors import DatabaseFailed, ExitCode, GhostBackupError, RcloneFailed
 from ghost_backup.host.notify import StatusThrottle
 from ghost_backup.host.process import ChildResult, run_child
 from ghost_backup.logs import NOTICE, Redactor, TailHandler
@@ -64,6 +67,7 @@ class RunReport:
     rclone_returncode: int | None = None
     rclone_version: str | None = None
     stale_dirs_removed: tuple[str, ...] = field(default=())
+    databases: tuple[DumpOutcome, ...] = field(default=())
 
     @property
     def outcome(self) -> str:
@@ -82,7 +86,7 @@ def _sync(settings: Settings, deps: Deps, window: Window) -> ChildResult:
     )
     env = window.child_env(deps)
     status = StatusThrottle(deps.notifier, STATUS_INTERVAL_SECONDS, deps.monotonic)
-    last_ping = [-float("inf")]
+    on_tick = watchdog_tick(deps)
 
     def on_started(pid: int) -> None:
         log.info("rclone started (pid %d), stops by itself within %ds", pid, max_duration)
@@ -102,13 +106,6 @@ def _sync(settings: Settings, deps: Deps, window: Window) -> ChildResult:
         log_rclone_event(event)
         if event.stats is not None:
             status.update(format_progress(event.stats))
-
-    def on_tick() -> None:
-        if deps.watchdog_seconds is not None:
-            now = deps.monotonic()
-            if now - last_ping[0] >= deps.watchdog_seconds:
-                last_ping[0] = now
-                deps.notifier.send("WATCHDOG=1")
 
     tick = 1.0 if deps.watchdog_seconds is None else min(1.0, deps.watchdog_seconds / 2)
     # While rclone lives, SIGTERM is forwarded to it (and waited for), never raised here.
@@ -131,6 +128,44 @@ def _sync(settings: Settings, deps: Deps, window: Window) -> ChildResult:
         log.warning("rclone refused %d more deletions past --max-delete (lines not repeated)",
                     refusals[0] - 1)
     return result
+
+
+def watchdog_tick(deps: Deps) -> Callable[[], None]:
+    """Return a tick that sends ``WATCHDOG=1`` at most once per watchdog interval."""
+    last_ping = [-float("inf")]
+
+    def on_tick() -> None:
+        if deps.watchdog_seconds is not None:
+            now = deps.monotonic()
+            if now - last_ping[0] >= deps.watchdog_seconds:
+                last_ping[0] = now
+                deps.notifier.send("WATCHDOG=1")
+
+    return on_tick
+
+
+def _dump_databases(settings: Settings, deps: Deps, window: Window,
+                    facts: dict[str, object]) -> tuple[DumpOutcome, ...]:
+    """Dump every database before the sync: a slow sync cannot eat their key lifetime."""
+    if not settings.databases:
+        return ()
+    deps.notifier.send("READY=1")
+    deps.notifier.send(f"STATUS=dumping {len(settings.databases)} database(s) "
+                       f"(run {window.run_id})")
+    outcomes: tuple[DumpOutcome, ...] = ()
+    try:
+        outcomes = run_dumps(settings, deps, window, watchdog_tick(deps))
+    finally:
+        facts["databases"] = outcomes
+    return outcomes
+
+
+def format_dump_failures(outcomes: tuple[DumpOutcome, ...]) -> str | None:
+    """Return the one-line summary of failed dumps, or None if every dump succeeded."""
+    failed = [o for o in outcomes if not o.ok]
+    if not failed:
+        return None
+    return "database dump failed: " + "; ".join(f"{o.name} ({o.error})" for o in failed)
 
 
 def run_backup(settings: Settings, deps: Deps) -> RunReport:
@@ -166,6 +201,7 @@ def run_backup(settings: Settings, deps: Deps) -> RunReport:
         credential_expires_at=_dt(facts.get("expires_at")),
         rclone_returncode=_int(facts.get("returncode")),
         rclone_version=_str(facts.get("rclone_version")),
+        databases=_dumps(facts.get("databases")),
     )
     record_run(settings, report, deps.redactor)
     event = AlertEvent(
@@ -187,6 +223,12 @@ def _dt(value: object) -> datetime | None:
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) else None
+
+
+def _dumps(value: object) -> tuple[DumpOutcome, ...]:
+    if isinstance(value, tuple):
+        return tuple(v for v in value if isinstance(v, DumpOutcome))
+    return ()
 
 
 def _str(value: object) -> str | None:
@@ -216,6 +258,10 @@ def record_run(settings: Settings, report: RunReport, redactor: Redactor) -> Non
         credential_expires_at=report.credential_expires_at,
         rclone_version=report.rclone_version,
         previous=previous,
+        databases=tuple(state.DumpRecord(
+            name=d.name, ok=d.ok, object=d.key, raw_bytes=d.raw_bytes,
+            stored_bytes=d.stored_bytes, sha256=d.sha256, seconds=d.seconds,
+            error=redactor.redact(d.error) if d.error else None) for d in report.databases),
     )
     try:
         path = state.write_last_run(settings.state.dir, redactor.redact(
@@ -258,21 +304,28 @@ def _run(
             )
             facts["requested_at"] = requested_at
             facts["expires_at"] = credentials.expires_at
-            result = _sync(settings, deps, scope.open_window(credentials))
+            window = scope.open_window(credentials)
             del credentials
+            dump_failure = format_dump_failures(_dump_databases(settings, deps, window, facts))
+            result = _sync(settings, deps, window)
+            del window
             facts["stats"] = result.last_stats
             facts["returncode"] = result.returncode
-            if result.stalled:
-                raise RcloneFailed(
-                    f"rclone stalled: no progress for {settings.rclone.stall_timeout_seconds}s; "
-                    "it was stopped"
-                )
-            error = rclone.classify_exit(
+            error: GhostBackupError | None = rclone.classify_exit(
                 result.returncode, terminated=result.terminated,
                 max_delete_hit=result.max_delete_hit,
             )
+            if result.stalled:
+                error = RcloneFailed(
+                    f"rclone stalled: no progress for {settings.rclone.stall_timeout_seconds}s; "
+                    "it was stopped"
+                )
             if error is not None:
+                if dump_failure:  # the sync's failure decides the code; both are reported
+                    error.message = f"{error.message}; {dump_failure}"
                 raise error
+            if dump_failure:
+                raise DatabaseFailed(f"{dump_failure}; the file sync finished")
             log.log(NOTICE, "backup run %s finished successfully", run_id)
             return ExitCode.OK, "backup finished"
     except GhostBackupError as err:

@@ -1,12 +1,13 @@
 """The one child-process boundary: run rclone (and every other child), stream its output,
 forward signals, detect stalls.
 
-This is the only module that starts processes: rclone's sync and short calls, and the
-``command`` credential helper. Every child gets SIGKILL when the supervisor dies
-(``PR_SET_PDEATHSIG``) and its own process group. The child gets an argv list (no shell), a
-closed stdin, its own process group (not its own session), and one pipe for stdout and
-stderr, so its JSON lines reach our parser even when our own stderr is the journal (rclone
-would otherwise switch to native journald output and bypass us).
+This is the only module that starts processes: rclone's sync and short calls, the
+``command`` credential helper, and the database dump pipes (:func:`run_pipe`). Every child
+gets SIGKILL when the supervisor dies (``PR_SET_PDEATHSIG``) and its own process group.
+The child gets an argv list (no shell), a closed stdin, its own process group (not its own
+session), and one pipe for stdout and stderr, so its JSON lines reach our parser even when
+our own stderr is the journal (rclone would otherwise switch to native journald output and
+bypass us).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import BinaryIO
 
 from ghost_backup.errors import RcloneFailed, Terminated
 from ghost_backup.host.libc import PR_SET_PDEATHSIG, libc
@@ -334,4 +337,226 @@ def run_captured(
         returncode=done.returncode,
         stdout=done.stdout.decode("utf-8", "replace"),
         stderr=done.stderr.decode("utf-8", "replace"),
+    )
+
+
+# --- a supervised pipe: producer -> (transform in the supervisor) -> consumer ----------------
+
+_PIPE_HIGH_WATER = 1 << 20
+_ERR_TAIL = 4096
+
+
+@dataclass(frozen=True)
+class PipeResult:
+    """How a supervised pipe ended.
+
+    ``aborted`` is None when the consumer's input was closed cleanly (it saw a complete
+    stream); otherwise it says why the consumer was killed with its input still open, so it
+    never saw an end of stream. ``consumer_rc`` is None for a file consumer.
+    """
+
+    aborted: str | None
+    producer_rc: int | None
+    consumer_rc: int | None
+    raw_bytes: int
+    sent_bytes: int
+    producer_err: bytes
+    consumer_out: bytes
+    seconds: float
+
+
+def _popen_piped(argv: Sequence[str], env: Mapping[str, str], *,
+                 stdin: int, stdout: int, stderr: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # argv list, no shell; env from an allowlist
+        list(argv), env=dict(env), stdin=stdin, stdout=stdout, stderr=stderr,
+        process_group=0, close_fds=True,
+        preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
+    )
+
+
+def run_pipe(
+    producer: Sequence[str] | BinaryIO,
+    producer_env: Mapping[str, str],
+    consumer: Sequence[str] | BinaryIO,
+    consumer_env: Mapping[str, str],
+    *,
+    transform: Callable[[bytes], bytes],
+    flush: Callable[[], bytes],
+    accept: Callable[[int], str | None],
+    stop: StopRequest,
+    on_tick: Callable[[], None],
+    timeout_seconds: float,
+    stall_timeout_seconds: float,
+    tick_seconds: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> PipeResult:
+    """Stream ``producer`` through ``transform`` into ``consumer``; commit only if accepted.
+
+    Why the supervisor sits in the middle instead of a kernel pipe: with ``dump | gzip |
+    rclone rcat`` a dump that dies half-way gives rcat a clean end of stream, and rcat uploads
+    a truncated object as if it were complete. Here the consumer's input is closed only when
+    the producer has ended and ``accept(producer_returncode)`` returns None (then ``flush()``
+    is sent first). Otherwise, and on a stop request, a deadline (``timeout_seconds``), no
+    producer output for ``stall_timeout_seconds`` or a transform error, the consumer's group
+    is SIGKILLed with its input still open, so it never sees an end of stream.
+
+    ``producer`` is an argv (its stdout is the stream; its stderr is read in the same loop, or
+    a full stderr pipe would block it) or an open binary file. ``consumer`` is an argv (its
+    stdin is the stream; stdout and stderr are read together) or an open binary file.
+    Every child gets its own process group and dies with the supervisor. Raise OSError if a
+    child cannot be started.
+    """
+    started = clock()
+    deadline = started + timeout_seconds
+    prod_proc: subprocess.Popen[bytes] | None = None
+    cons_proc: subprocess.Popen[bytes] | None = None
+    prod_file = None if isinstance(producer, Sequence) else producer
+    cons_file = None if isinstance(consumer, Sequence) else consumer
+    cons_name = Path(consumer[0]).name if isinstance(consumer, Sequence) else "consumer"
+    try:
+        if isinstance(consumer, Sequence):
+            cons_proc = _popen_piped(consumer, consumer_env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if isinstance(producer, Sequence):
+            prod_proc = _popen_piped(producer, producer_env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError:
+        if cons_proc is not None:
+            _signal_group(cons_proc, signal.SIGKILL)
+            cons_proc.wait()
+        raise
+
+    in_fd = prod_proc.stdout.fileno() if prod_proc and prod_proc.stdout else None
+    err_fd = prod_proc.stderr.fileno() if prod_proc and prod_proc.stderr else None
+    cin_fd = cons_proc.stdin.fileno() if cons_proc and cons_proc.stdin else None
+    cout_fd = cons_proc.stdout.fileno() if cons_proc and cons_proc.stdout else None
+    if cin_fd is not None:
+        os.set_blocking(cin_fd, False)
+    pending = bytearray()
+    raw = sent = 0
+    prod_err = bytearray()
+    cons_out = bytearray()
+    last_output = started
+    producer_done = False
+    aborted: str | None = None
+
+    def send(data: bytes) -> None:
+        nonlocal sent
+        if cons_file is not None:
+            cons_file.write(data)
+            sent += len(data)
+        else:
+            pending.extend(data)
+
+    def drain(fd: int, sink: bytearray) -> bool:
+        chunk = os.read(fd, _READ_SIZE)
+        sink.extend(chunk)
+        del sink[:-_ERR_TAIL]
+        return bool(chunk)
+
+    def take(chunk: bytes) -> str | None:
+        nonlocal raw, last_output
+        raw += len(chunk)
+        last_output = clock()
+        try:
+            send(transform(chunk))
+        except ValueError as err:  # the transform refuses the stream (e.g. corrupt gzip)
+            return str(err)
+        return None
+
+    try:
+        while aborted is None:
+            now = clock()
+            if stop.requested:
+                aborted = f"stopped by {signal.Signals(stop.signum or signal.SIGTERM).name}"
+            elif now >= deadline:
+                aborted = f"did not finish within {timeout_seconds:.0f}s"
+            elif not producer_done and now - last_output > stall_timeout_seconds:
+                aborted = f"no output for {stall_timeout_seconds:.0f}s"
+            if aborted is not None:
+                break
+            on_tick()
+            if producer_done and not pending:
+                break
+            room = len(pending) < _PIPE_HIGH_WATER
+            if prod_file is not None and not producer_done and room:
+                chunk = prod_file.read(_READ_SIZE)
+                if chunk:
+                    aborted = take(chunk)
+                else:
+                    producer_done = True
+            readers = [fd for fd in (in_fd if room else None, err_fd, cout_fd) if fd is not None]
+            writers = [cin_fd] if pending and cin_fd is not None else []
+            wait = 0 if prod_file is not None and not producer_done else tick_seconds
+            ready_r, ready_w, _ = select.select(readers, writers, [], wait)
+            if cin_fd in ready_w:
+                try:
+                    written = os.write(cin_fd, pending)
+                except BrokenPipeError:
+                    aborted = f"{cons_name} stopped reading"
+                    break
+                del pending[:written]
+                sent += written
+            for fd in ready_r:
+                if fd == in_fd:
+                    chunk = os.read(fd, _READ_SIZE)
+                    if chunk:
+                        aborted = aborted or take(chunk)
+                    else:
+                        in_fd = None
+                elif fd == err_fd and not drain(fd, prod_err):
+                    err_fd = None
+                elif fd == cout_fd and not drain(fd, cons_out):
+                    cout_fd = None
+            if prod_proc is not None and in_fd is None and err_fd is None:
+                producer_done = True
+        producer_rc: int | None = None
+        if prod_proc is not None:
+            if aborted is not None:
+                _signal_group(prod_proc, signal.SIGKILL)
+            producer_rc = prod_proc.wait()
+        if aborted is None:
+            aborted = accept(0 if producer_rc is None else producer_rc)
+        if aborted is None:
+            send(flush())
+            if cin_fd is not None:
+                os.set_blocking(cin_fd, True)
+                try:
+                    while pending:
+                        del pending[:os.write(cin_fd, pending)]
+                except BrokenPipeError:
+                    aborted = f"{cons_name} stopped reading"
+            if cons_proc is not None and cons_proc.stdin is not None and aborted is None:
+                cons_proc.stdin.close()  # the one clean end of stream
+                cin_fd = None
+        consumer_rc: int | None = None
+        if cons_proc is not None:
+            if aborted is not None:
+                # Its input is still open: it never saw an end of stream, so nothing commits.
+                _signal_group(cons_proc, signal.SIGKILL)
+            while cout_fd is not None:
+                left = deadline - clock()
+                if stop.requested or left <= 0:
+                    _signal_group(cons_proc, signal.SIGKILL)
+                    aborted = aborted or ("stopped by a signal" if stop.requested else
+                                          f"did not finish within {timeout_seconds:.0f}s")
+                on_tick()
+                ready, _, _ = select.select([cout_fd], [], [], min(tick_seconds, max(left, 0)))
+                if ready and not drain(cout_fd, cons_out):
+                    cout_fd = None
+            consumer_rc = cons_proc.wait()
+    finally:
+        for proc in (prod_proc, cons_proc):
+            if proc is not None and proc.poll() is None:  # an exception escaped: kill it
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+            if proc is not None:
+                for stream in (proc.stdin, proc.stdout, proc.stderr):
+                    if stream is not None:
+                        with contextlib.suppress(OSError):
+                            stream.close()
+    return PipeResult(
+        aborted=aborted, producer_rc=producer_rc, consumer_rc=consumer_rc, raw_bytes=raw,
+        sent_bytes=sent, producer_err=bytes(prod_err), consumer_out=bytes(cons_out),
+        seconds=clock() - started,
     )

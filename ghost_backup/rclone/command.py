@@ -102,7 +102,7 @@ def build_sync_argv(
         rc.binary, "sync", str(src.path), remote_path(settings),
         *build_common_flags(settings, config_path, work_dir),
     ]
-    for pattern in src.exclude:
+    for pattern in (*src.exclude, *build_database_excludes(settings)):
         argv += ["--exclude", pattern]
     if rc.fast_list:
         argv.append("--fast-list")
@@ -205,7 +205,7 @@ def build_source_list_argv(
 
 def _source_filter_flags(settings: Settings) -> list[str]:
     flags: list[str] = []
-    for pattern in settings.source.exclude:
+    for pattern in (*settings.source.exclude, *build_database_excludes(settings)):
         flags += ["--exclude", pattern]
     if settings.source.one_file_system:
         flags.append("--one-file-system")
@@ -302,3 +302,86 @@ def build_verify_argv(
     )
 
 
+
+
+# --- database dumps: exclusions from the file sync, and the dump objects (all pure) -----------
+
+def _relative_to_source(settings: Settings, path: Path) -> str | None:
+    try:
+        rel = path.relative_to(settings.source.path)
+    except ValueError:
+        return None
+    return rel.as_posix() if rel.parts else None
+
+
+def build_database_excludes(settings: Settings) -> tuple[str, ...]:
+    """Return the ``--exclude`` patterns that keep live databases and dumps out of the sync.
+
+    A live datadir (or SQLite file with its ``-wal``/``-shm``/``-journal``) copied file by
+    file is a torn copy: when it lies inside the source it is excluded (the dump is the
+    database's backup). When the dumps' prefix lies inside the synced prefix (``path`` empty,
+    the bucket root) it is excluded too: rclone never deletes excluded destination files, so
+    the nightly sync cannot delete the dumps (``--delete-excluded`` is never used).
+    """
+    patterns: list[str] = []
+    for db in settings.databases:
+        if not db.exclude_datadir:
+            continue
+        if db.datadir is not None and (rel := _relative_to_source(settings, db.datadir)):
+            patterns.append(f"/{escape_filter_path(rel)}/**")
+        if db.path is not None and (rel := _relative_to_source(settings, db.path)):
+            exact = "/" + escape_filter_path(rel)
+            patterns += [exact, f"{exact}-wal", f"{exact}-shm", f"{exact}-journal"]
+    dest = settings.destination
+    if settings.databases:
+        inside = dest.databases_path if not dest.path else (
+            dest.databases_path.removeprefix(dest.path + "/")
+            if dest.databases_path.startswith(dest.path + "/") else None)
+        if inside is not None:
+            patterns.append(f"/{escape_filter_path(inside)}/**")
+    return tuple(patterns)
+
+
+def _object_flags(settings: Settings, config_path: Path, work_dir: Path) -> tuple[str, ...]:
+    return ("--config", str(config_path), "--cache-dir", str(work_dir / "cache"),
+            "--temp-dir", str(work_dir), "--log-level", "NOTICE",
+            "--contimeout", "10s", "--timeout", "5m")
+
+
+def build_rcat_argv(settings: Settings, *, config_path: Path, work_dir: Path,
+                    key: str) -> tuple[str, ...]:
+    """Return the argv uploading stdin to the object ``key`` (``rclone rcat``).
+
+    rcat streams: small inputs in one PUT, larger ones as a multipart upload that is only
+    completed at end of input, so killing it with its stdin open leaves no object.
+    """
+    return (settings.rclone.binary, "rcat", remote_path(settings, key),
+            *_object_flags(settings, config_path, work_dir))
+
+
+def build_moveto_argv(settings: Settings, *, config_path: Path, work_dir: Path,
+                      key: str, new_key: str) -> tuple[str, ...]:
+    """Return the argv renaming one object (server-side copy, then delete)."""
+    return (settings.rclone.binary, "moveto", remote_path(settings, key),
+            remote_path(settings, new_key), *_object_flags(settings, config_path, work_dir))
+
+
+def build_deletefile_argv(settings: Settings, *, config_path: Path, work_dir: Path,
+                          key: str) -> tuple[str, ...]:
+    """Return the argv deleting exactly one object."""
+    return (settings.rclone.binary, "deletefile", remote_path(settings, key),
+            *_object_flags(settings, config_path, work_dir))
+
+
+def build_cat_argv(settings: Settings, *, config_path: Path, work_dir: Path,
+                   key: str) -> tuple[str, ...]:
+    """Return the argv writing one object to stdout."""
+    return (settings.rclone.binary, "cat", remote_path(settings, key),
+            *_object_flags(settings, config_path, work_dir))
+
+
+def build_dump_list_argv(settings: Settings, *, config_path: Path, work_dir: Path,
+                         prefix: str) -> tuple[str, ...]:
+    """Return the argv listing the objects under ``prefix`` as ``size;name`` lines."""
+    return (settings.rclone.binary, "lsf", "--files-only", "--format", "sp", "--separator",
+            ";", remote_path(settings, prefix), *_probe_flags(config_path, work_dir))

@@ -62,6 +62,20 @@ def render_metrics(record: LastRun) -> str:
               f'last_run_id="{_escape_label(record.run_id)}"')
     lines += [f"# HELP {info} Versions and id of the last run (value is always 1).",
               f"# TYPE {info} gauge", f"{info}{{{labels}}} 1"]
+    if record.databases:
+        gauges = (
+            ("database_dump_ok", "1 if the last run's dump of this database was stored.",
+             [(d.name, 1.0 if d.ok else 0.0) for d in record.databases]),
+            ("database_dump_bytes", "Stored (compressed) size of the last run's dump.",
+             [(d.name, float(d.stored_bytes)) for d in record.databases]),
+            ("database_dump_seconds", "Duration of the last run's dump.",
+             [(d.name, float(d.seconds)) for d in record.databases]),
+        )
+        for name, help_text, values in gauges:
+            full = f"{PREFIX}_{name}"
+            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} gauge"]
+            lines += [f'{full}{{database="{_escape_label(db)}"}} {_number(value)}'
+                      for db, value in values]
     return "\n".join(lines) + "\n"
 
 

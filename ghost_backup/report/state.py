@@ -33,6 +33,21 @@ SCHEMA_VERSION = 1
 PUBLIC_FILE_MODE = 0o644
 
 
+class DumpRecord(BaseModel):
+    """One database dump of the run: its object on success, the reason on failure."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str
+    ok: bool
+    object: str | None = None
+    raw_bytes: int = 0
+    stored_bytes: int = 0
+    sha256: str | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+
 class LastRun(BaseModel):
     """What ``last-run.json`` holds. Timestamps are UTC; figures come from rclone's stats."""
 
@@ -59,6 +74,7 @@ class LastRun(BaseModel):
     ghost_backup_version: str = __version__
     last_success_at: datetime | None = None
     last_success_run_id: str | None = None
+    databases: tuple[DumpRecord, ...] = ()
 
 
 def exit_name(code: int) -> str:
@@ -81,6 +97,7 @@ def build_last_run(
     credential_expires_at: datetime | None,
     rclone_version: str | None,
     previous: LastRun | None,
+    databases: tuple[DumpRecord, ...] = (),
 ) -> LastRun:
     """Given one run's facts and the previous record, return the new record.
 
@@ -111,6 +128,7 @@ def build_last_run(
         rclone_version=rclone_version,
         last_success_at=finished_at if success else (previous and previous.last_success_at),
         last_success_run_id=run_id if success else (previous and previous.last_success_run_id),
+        databases=databases,
     )
 
 
@@ -188,6 +206,11 @@ def format_last_run(record: LastRun | None, *, now: datetime, path: Path) -> str
                      f"{record.last_success_run_id})")
     else:
         lines.append("last success:  never recorded")
+    for dump in record.databases:
+        lines.append(
+            f"database:      {dump.name}: "
+            + (f"{dump.object} ({format_bytes(dump.stored_bytes)} stored, {dump.seconds:.0f}s)"
+               if dump.ok else f"FAILED: {dump.error}"))
     lines.append(f"rclone:        {record.rclone_version or 'unknown'}; ghost-backup "
                  f"{record.ghost_backup_version}")
     return "\n".join(lines) + "\n"
