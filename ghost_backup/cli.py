@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ghost_backup import __version__
-from ghost_backup.commands import check, config, restore, verify
+from ghost_backup.commands import check, config, restore, restore_db, verify
 from ghost_backup.commands.alert import run_alert
 from ghost_backup.commands.audit_host import run_audit_host
 from ghost_backup.commands.context import Deps
@@ -188,6 +188,30 @@ def _add_toolkit_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     restore.add_argument("--force", action="store_true",
                          help="allow a non-empty DIR or the live source path "
                               "(files are overwritten, never deleted)")
+    restore_db = _add_command(
+        sub, "restore-db", summary="stream a database dump back (docs/restore.md)",
+        description="Stream one database dump (the newest taken at or before --as-of) from the "
+                    "backup into\nthe database's container, another container, a socket or "
+                    "(SQLite) a file, with fresh\njust-in-time credentials. Restore into an "
+                    "empty server or schema.",
+        examples=["ghost-backup restore-db ghost --as-of latest --dry-run",
+                  "ghost-backup restore-db ghost --as-of 2026-11-20 --to-container ghost-db-new",
+                  "ghost-backup restore-db blog --to-file /var/tmp/ghost.db"])
+    restore_db.add_argument("name", help="the [[database]] name")
+    restore_db.add_argument("--as-of", default="latest", metavar="WHEN",
+                            help="newest dump taken at or before WHEN: 'latest', a date "
+                                 "(YYYY-MM-DD, end of that UTC day), a run id or an ISO time")
+    target = restore_db.add_mutually_exclusive_group()
+    target.add_argument("--to-container", default=None, metavar="C",
+                        help="restore into this container instead of the configured one")
+    target.add_argument("--to-socket", type=Path, default=None, metavar="S",
+                        help="restore into the server on this socket")
+    target.add_argument("--to-file", type=Path, default=None, metavar="FILE",
+                        help="SQLite: write the database here (default: its configured path)")
+    restore_db.add_argument("--dry-run", action="store_true",
+                            help="show which dump would go where; connect to nothing")
+    restore_db.add_argument("--force", action="store_true",
+                            help="SQLite: replace an existing file (stop Ghost first)")
     verify = _add_command(
         sub, "verify", summary="compare the source with the backup (rclone check --one-way)",
         description="Compare every source file (or a deterministic sample) with the backup. "
@@ -273,6 +297,17 @@ def _cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return int(ExitCode.OK)
 
 
+def _cmd_restore_db(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = load_settings(args.config, env)
+    request = restore_db.RestoreDbRequest(
+        name=args.name, as_of=args.as_of, to_container=args.to_container,
+        to_socket=args.to_socket, to_file=args.to_file, dry_run=args.dry_run,
+        force=args.force)
+    summary = restore_db.run_restore_db(settings, build_deps(env), request)
+    log.log(NOTICE, "%s", summary)
+    return int(ExitCode.OK)
+
+
 def _cmd_verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.sample is not None and args.sample < 1:
         raise UsageError("--sample must be at least 1")
@@ -329,8 +364,8 @@ def _cmd_audit_host(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 _REDACTOR = Redactor()
 _COMMANDS = {
     "run": _cmd_run, "alert": _cmd_alert, "check": _cmd_check,
-    "restore": _cmd_restore, "verify": _cmd_verify, "status": _cmd_status,
-    "audit-host": _cmd_audit_host, "config": _cmd_config,
+    "restore": _cmd_restore, "restore-db": _cmd_restore_db, "verify": _cmd_verify,
+    "status": _cmd_status, "audit-host": _cmd_audit_host, "config": _cmd_config,
 }
 
 

@@ -18,12 +18,20 @@ from ghost_backup.commands.context import (
     fetch_rclone_version,
     new_run_id,
 )
+from ghost_backup.commands.dumps import fetch_schemas, read_db_password
 from ghost_backup.commands.guards import check_source
 from ghost_backup.credentials.model import Credentials
 from ghost_backup.credentials.sources import build_source
-from ghost_backup.errors import ExitCode, GhostBackupError, RcloneFailed, Terminated
-from ghost_backup.host.process import run_captured
-from ghost_backup.settings import Settings
+from ghost_backup.databases import mysql, sqlite
+from ghost_backup.errors import (
+    DatabaseFailed,
+    ExitCode,
+    GhostBackupError,
+    RcloneFailed,
+    Terminated,
+)
+from ghost_backup.host.process import run_bounded, run_captured
+from ghost_backup.settings import DatabaseSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +108,8 @@ def run_check(settings: Settings, deps: Deps) -> tuple[CheckItem, ...]:
     items.append(CheckItem("settings", True, "configuration is valid"))
     record("rclone", lambda: _check_rclone_version(settings, deps))
     record("source", lambda: _check_source(settings))
+    for db in settings.databases:
+        record(f"database {db.name}", lambda db=db: check_database(settings, deps, db))  # type: ignore[misc]
     run_id = new_run_id(deps.clock())
     try:
         with command_scope(settings, deps, run_id) as scope:
@@ -154,3 +164,54 @@ def _check_bucket(settings: Settings, deps: Deps, window: Window) -> str:
                                            redact=deps.redactor.redact)
     entries = len([line for line in result.stdout.splitlines() if line.strip()])
     return f"{rclone.remote_path(settings)} is reachable and listable ({entries} top-level entries)"
+
+
+def check_database(settings: Settings, deps: Deps, db: DatabaseSettings) -> str:
+    """Prove ``db``'s dump path works without writing anything; return what was found.
+
+    ``mysql``: the container runs (``inspect``), the client logs in with the same password
+    path as the dump (``SELECT 1``) and lists the schemas. ``sqlite``: the file opens
+    read-only. Raise DatabaseFailed otherwise.
+    """
+    notes = _datadir_notes(settings, db)
+    if db.kind == "sqlite":
+        assert db.path is not None  # noqa: S101 -- the settings model requires it for sqlite
+        tables = sqlite.fetch_readable(db.path)
+        return f"{db.path} opens read-only ({tables} tables){notes}"
+    where = f"container {db.container}" if db.container else f"socket {db.socket}" \
+        if db.socket else f"{db.host}:{db.port}"
+    env = mysql.build_client_env(deps.env, read_db_password(db, deps))
+    if db.container is not None:
+        _run_client(mysql.build_inspect_argv(db), env, "inspect the container", expect="true")
+    _run_client(mysql.build_probe_argv(db), env, "log in", expect="1")
+    schemas = fetch_schemas(db, env)
+    return f"{where}: user {db.user} logs in; would dump {', '.join(schemas)}{notes}"
+
+
+def _run_client(argv: tuple[str, ...], env: dict[str, str], what: str, *, expect: str) -> None:
+    try:
+        done = run_bounded(argv, env, timeout_seconds=LIST_TIMEOUT_SECONDS)
+    except OSError as err:
+        raise DatabaseFailed(f"cannot {what}: cannot start {argv[0]}: {err.strerror}") from None
+    out = done.stdout.decode("utf-8", "replace").strip()
+    if done.timed_out or done.returncode != 0 or out != expect:
+        detail = mysql.format_client_error(done.stderr) or out[:80] or "no answer"
+        raise DatabaseFailed(f"cannot {what} (exit {done.returncode}): {detail}")
+
+
+def _datadir_notes(settings: Settings, db: DatabaseSettings) -> str:
+    notes = []
+    for path in (db.datadir, db.path):
+        if path is None or not db.exclude_datadir:
+            continue
+        try:
+            path.relative_to(settings.source.path)
+        except ValueError:
+            notes.append(f"{path} is outside the source, so the sync never copies it")
+        else:
+            notes.append(f"{path} is excluded from the file sync")
+    inside = settings.source.path / settings.destination.databases_path
+    if not settings.destination.path and inside.exists():
+        notes.append(f"warning: {inside} is excluded from the sync, as the dumps' prefix "
+                     "shares its name; set destination.databases_path to another name")
+    return "; " + "; ".join(notes) if notes else ""

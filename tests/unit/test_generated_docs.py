@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 from ghost_backup.settings import Settings, parse_settings
-from tools.configdoc import render_configuration_markdown, render_example_toml
+from tools.configdoc import is_array, model_of, render_configuration_markdown, render_example_toml
 from tools.gen_docs import OUTPUTS, ROOT, expected_text
 
 
@@ -27,8 +27,9 @@ def test_example_config_validates_and_equals_the_defaults() -> None:
 def test_every_setting_is_documented_with_a_description() -> None:
     text = render_configuration_markdown()
     for section, info in Settings.model_fields.items():
-        model = info.annotation
-        assert f"## `[{section}]`" in text
+        model = model_of(info.annotation)
+        table = f"[{info.alias}]" if is_array(info.annotation) else section
+        assert f"## `[{table}]`" in text
         for key, field in model.model_fields.items():  # type: ignore[union-attr]
             assert field.description, f"{section}.{key} has no description"
             assert f"| `{key}` |" in text
