@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from tests.helpers import BUCKET, RCLONE, Stack, make_tree
 from tests.receiver import AlertReceiver
 from tests.support.devproxy import DevProxy, ProxyState
 from tests.support.devstack import canary_keys, start_s3_server
+from tests.support.mariadb import ThrowawayMariaDB, install_template
 
 
 @pytest.fixture
@@ -52,3 +54,38 @@ def filled_stack(stack: Stack) -> Stack:
     """A stack whose source holds a few hundred files."""
     make_tree(stack.source, 300)
     return stack
+
+
+@pytest.fixture(scope="session")
+def mariadb_template() -> Iterator[Path]:
+    """A MariaDB datadir made once per session (``mariadb-install-db``); servers copy it.
+
+    Skipped where MariaDB is not installed, except under CI (``.ci/run`` installs it), where
+    a missing server fails the test instead of hiding it.
+    """
+    if shutil.which("mariadbd") is None or shutil.which("mariadb-install-db") is None:
+        if os.environ.get("GHOST_BACKUP_CI"):
+            pytest.fail("mariadbd is missing: .ci/run installs mariadb-server")
+        pytest.skip("MariaDB is not installed (apt-get install mariadb-server mariadb-client)")
+    base = Path(tempfile.mkdtemp(prefix="gbdb-template-", dir="/tmp"))
+    try:
+        yield install_template(base / "data")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def mariadb(mariadb_template: Path) -> Iterator[Callable[[], ThrowawayMariaDB]]:
+    """A factory of throwaway MariaDB servers; every one is stopped and removed afterwards."""
+    servers: list[ThrowawayMariaDB] = []
+
+    def start() -> ThrowawayMariaDB:
+        server = ThrowawayMariaDB(mariadb_template)
+        servers.append(server)
+        return server.start()
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()

@@ -72,6 +72,7 @@ class Stack:
     source: Path
     alerts: AlertReceiver
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    databases: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def bucket_dir(self) -> Path:
@@ -106,7 +107,10 @@ class Stack:
     def write_config(self) -> Path:
         """Write the config file and return its path."""
         path = self.tmp / "config.toml"
-        path.write_text(render_toml(self.config_data()))
+        tables = "".join("\n[[database]]\n" + "".join(
+            f"{key} = {toml_value(val)}\n" for key, val in db.items() if val is not None)
+            for db in self.databases)
+        path.write_text(render_toml(self.config_data()) + tables)
         return path
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
