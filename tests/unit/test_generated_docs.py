@@ -7,8 +7,9 @@ import tomllib
 
 import pytest
 
+from ghost_backup.config_example import is_array, model_of
 from ghost_backup.settings import Settings, parse_settings
-from tools.configdoc import is_array, model_of, render_configuration_markdown, render_example_toml
+from tools.configdoc import render_configuration_markdown, render_example_toml
 from tools.gen_docs import OUTPUTS, ROOT, expected_text
 
 
