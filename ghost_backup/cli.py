@@ -174,11 +174,11 @@ def _add_toolkit_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
         description="Copy the backup (or one path of it, or an archived night) into a directory "
                     "with fresh\njust-in-time credentials, then check the copy against the "
                     "backup. Copies, never deletes.",
-        examples=["ghost-backup restore --to /var/tmp/restore",
-                  "ghost-backup restore --to /var/tmp/r --path ghost/content/images",
-                  "ghost-backup restore --to /var/tmp/r --from-archive 2026-11-20 --dry-run"])
+        examples=["ghost-backup restore --to /root/restore",
+                  "ghost-backup restore --to /root/images --path ghost/content/images",
+                  "ghost-backup restore --to /root/r --from-archive 2026-11-20 --dry-run"])
     restore.add_argument("--to", type=Path, required=True, metavar="DIR",
-                         help="empty or new directory to restore into")
+                         help="new directory to restore into (created 0700)")
     restore.add_argument("--path", default=None, metavar="SUBPATH",
                          help="restore only this file or folder (relative to the backup root)")
     restore.add_argument("--from-archive", default=None, metavar="DATE",
@@ -186,7 +186,7 @@ def _add_toolkit_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
                               "(the versions that run replaced or deleted)")
     restore.add_argument("--dry-run", action="store_true", help="list, copy nothing")
     restore.add_argument("--force", action="store_true",
-                         help="allow a non-empty DIR or the live source path "
+                         help="allow an existing DIR or the live source path "
                               "(files are overwritten, never deleted)")
     restore_db = _add_command(
         sub, "restore-db", summary="stream a database dump back (docs/restore.md)",

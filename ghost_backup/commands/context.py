@@ -114,6 +114,10 @@ class Scope:
                 f"cannot write the rclone config in {runtime_dir}: {err.strerror}") from None
         return Window(self.run_id, credentials, run_dir, config_path)
 
+    def on_exit(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` when the scope ends (before the lock is released)."""
+        self._stack.callback(callback)
+
 
 @contextlib.contextmanager
 def command_scope(settings: Settings, deps: Deps, run_id: str) -> Iterator[Scope]:

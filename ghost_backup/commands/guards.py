@@ -8,9 +8,11 @@ delete the whole backup. These checks run before any credential is requested.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ghost_backup.errors import SourceRefused, UsageError
+from ghost_backup.host.paths import find_unsafe_ancestor, find_unsafe_entry
 from ghost_backup.settings import SourceSettings
 
 
@@ -41,18 +43,31 @@ def check_source(settings: SourceSettings) -> None:
         )
 
 
-def check_restore_target(target: Path, source: SourceSettings, *, force: bool) -> Path:
+def check_restore_target(
+    target: Path, source: SourceSettings, *, force: bool, subpath: str | None = None
+) -> Path:
     """Return the resolved restore target; raise UsageError if restoring there is unsafe.
 
     Refused without ``force``: the live source path, anything inside it or containing it
-    (a restore would overwrite the data being served), and a directory that is not empty
-    (a restore would mix with unknown files). A path that exists but is not a directory is
-    always refused.
+    (a restore would overwrite the data being served), and any existing path: restore
+    creates its target itself, mode 0700, so no one else can plant a link in it. Always
+    refused: a target that is a symlink or not a directory, a target below a directory
+    another user could write to (they could swap the target for a link), and with ``force``
+    an existing tree holding a symlink or a directory another user can write to (rclone
+    writes through symlinked directories): the directories on the way to ``subpath`` and
+    everything below it.
     """
+    if target.is_symlink():
+        raise UsageError(f"restore target {target} is a symlink; name the directory itself")
     resolved = target.resolve()
     live = source.path.resolve()
     if resolved.exists() and not resolved.is_dir():
         raise UsageError(f"restore target {resolved} exists and is not a directory")
+    if not resolved.parent.is_dir():
+        raise UsageError(f"the parent of restore target {resolved} does not exist")
+    _refuse_unsafe(resolved, find_unsafe_ancestor,
+                   "another user could swap the target for a link while we write; restore "
+                   "below directories only root can write to (/root, /var, ...)")
     overlaps = resolved == live or live in resolved.parents or resolved in live.parents
     if overlaps and not force:
         raise UsageError(
@@ -61,13 +76,25 @@ def check_restore_target(target: Path, source: SourceSettings, *, force: bool) -
             "(files are added and overwritten, never deleted)"
         )
     if resolved.is_dir() and not force:
-        with os.scandir(resolved) as entries:
-            if next(entries, None) is not None:
-                raise UsageError(
-                    f"restore target {resolved} is not empty; restore into an empty or new "
-                    "directory, or pass --force (files are overwritten, never deleted)"
-                )
+        raise UsageError(
+            f"restore target {resolved} already exists; name a new directory (restore "
+            "creates it, mode 0700), or pass --force to restore into this one (files are "
+            "overwritten, never deleted)"
+        )
+    if resolved.is_dir():
+        _refuse_unsafe(resolved, lambda path: find_unsafe_entry(path, subpath),
+                       "rclone would write through it; remove it or restore into a new "
+                       "directory and move the files")
     return resolved
+
+
+def _refuse_unsafe(path: Path, finder: Callable[[Path], str | None], why: str) -> None:
+    try:
+        problem = finder(path)
+    except OSError as err:
+        raise UsageError(f"cannot inspect restore target {path}: {err.strerror}") from None
+    if problem is not None:
+        raise UsageError(f"refusing to restore into {path}: {problem}; {why}")
 
 
 def _holds_a_file(path: Path) -> bool:

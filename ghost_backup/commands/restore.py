@@ -18,6 +18,7 @@ from ghost_backup import rclone
 from ghost_backup.commands.context import (
     COMBINED_NAME,
     Deps,
+    Scope,
     Window,
     command_scope,
     fetch_audited_credentials,
@@ -31,6 +32,7 @@ from ghost_backup.commands.context import (
 )
 from ghost_backup.commands.guards import check_restore_target
 from ghost_backup.errors import RcloneFailed, TemporaryFailure, UsageError
+from ghost_backup.host.paths import create_private_dir, find_unsafe_entry, remove_dir_if_empty
 from ghost_backup.host.process import run_captured
 from ghost_backup.logs import NOTICE
 from ghost_backup.rclone.progress import Stats, format_bytes
@@ -72,7 +74,8 @@ def run_restore(settings: Settings, deps: Deps, request: RestoreRequest) -> str:
     VerifyMismatch if the restored files do not match the backup afterwards.
     """
     subpath = check_subpath(request.subpath)
-    target = check_restore_target(request.target, settings.source, force=request.force)
+    target = check_restore_target(request.target, settings.source, force=request.force,
+                                  subpath=subpath)
     if request.from_archive is not None and settings.destination.archive_path is None:
         raise UsageError("--from-archive needs destination.archive_path in the configuration")
     run_id = new_run_id(deps.clock())
@@ -81,6 +84,8 @@ def run_restore(settings: Settings, deps: Deps, request: RestoreRequest) -> str:
              " (dry run)" if request.dry_run else "")
     with command_scope(settings, deps, run_id) as scope:
         credentials, _ = fetch_audited_credentials(settings, deps, run_id, command="restore")
+        if not request.dry_run:
+            _claim_target(scope, target, force=request.force, subpath=subpath)
         # replaced with fresh credentials when a window runs out
         window = scope.open_window(credentials)
         source_remote = rclone.remote_path(settings)
@@ -128,6 +133,27 @@ def run_restore(settings: Settings, deps: Deps, request: RestoreRequest) -> str:
         raise_on_problems(report, "restore check")
     return (f"restored {files} files ({format_bytes(nbytes)}) from {what} into "
             f"{target}; verified {report.matching} files identical to the backup")
+
+
+def _claim_target(scope: Scope, target: Path, *, force: bool, subpath: str | None) -> None:
+    """Create the target now, exclusively and 0700 (or, with ``force``, re-check the existing
+    tree): after the credential fetch, so whatever appeared meanwhile is refused, not used.
+
+    A target we created and left empty (nothing restored) is removed when the scope ends.
+    """
+    if force and target.is_dir() and not target.is_symlink():
+        problem = find_unsafe_entry(target, subpath)
+        if problem is not None:
+            raise UsageError(f"refusing to restore into {target}: {problem}")
+        return
+    try:
+        create_private_dir(target)
+    except FileExistsError:
+        raise UsageError(f"restore target {target} appeared while credentials were fetched "
+                         "(someone else created it); refusing to use it") from None
+    except OSError as err:
+        raise UsageError(f"cannot create restore target {target}: {err.strerror}") from None
+    scope.on_exit(lambda: remove_dir_if_empty(target))
 
 
 def _refresh(settings: Settings, deps: Deps, window: Window, command: str) -> Window:

@@ -192,7 +192,7 @@ def test_restore_refuses_a_non_empty_target_and_the_live_source(stack: Stack) ->
     (busy / "keep.txt").write_text("mine\n")
     refused = stack.run("restore", "--to", str(busy))
     assert refused.returncode == 64
-    assert "is not empty" in refused.stderr
+    assert "already exists" in refused.stderr
     live = stack.run("restore", "--to", str(stack.source))
     assert live.returncode == 64
     assert "overlaps the live source" in live.stderr

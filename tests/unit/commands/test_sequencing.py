@@ -283,7 +283,7 @@ def test_restore_refuses_a_non_empty_target_before_fetching(world, tmp_path) -> 
     target.mkdir()
     (target / "x").write_text("x")
     events: list[str] = []
-    with pytest.raises(Exception, match="not empty"):
+    with pytest.raises(Exception, match="already exists"):
         restore.run_restore(_settings(world, _rclone(world["tools"])),
                             _deps(FakeProxy(events=events), Recorder(world["runtime"], events)),
                             restore.RestoreRequest(target=target))

@@ -223,6 +223,12 @@ def test_restore_target_guard(tmp_path: Path) -> None:
         with pytest.raises(UsageError):
             check_restore_target(unsafe, source, force=False)
     assert check_restore_target(live, source, force=True) == live
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="already exists"):  # restore creates its target
+        check_restore_target(tmp_path / "empty", source, force=False)
+    (live / "data" / "link").symlink_to(tmp_path)
+    with pytest.raises(UsageError, match="is a symlink"):
+        check_restore_target(live, source, force=True)
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="not a directory"):
         check_restore_target(tmp_path / "file", source, force=True)
