@@ -85,3 +85,17 @@ def write_file_atomically(path: Path, text: str, mode: int) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if missing and make it mode 0700; return it.
+
+    For persistent caches that hold no secret but describe the source tree (paths, sizes,
+    hashes): readable by the service user only. Raise OSError if it cannot be made so.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.is_symlink() or not path.is_dir():
+        raise NotADirectoryError(20, "not a directory", str(path))
+    if path.stat().st_mode & 0o777 != 0o700:
+        path.chmod(0o700)
+    return path

@@ -7,6 +7,7 @@ is readable by every process on the host).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,15 @@ from ghost_backup.settings import Settings
 
 REMOTE = "r2"
 CONFIG_NAME = "rclone.conf"
+# The source as the sync reads it: rclone's `hasher` overlay on the local path, so an
+# unchanged file's MD5 comes from a cache instead of a full read every night (issue 16).
+SOURCE_REMOTE = "src"
+# The hasher's cache (a bolt DB, `kv/local~hasher.bolt`: path, size, mtime and MD5 per file,
+# no secret) must outlive the run, so the sync's --cache-dir sits under the state directory.
+HASH_CACHE_DIR_NAME = "rclone-cache"
+# A cached MD5 is trusted while the file keeps its size and mtime, for at most this long: an
+# edit that kept both is caught within 30 days (docs/performance.md, "Change detection").
+HASH_MAX_AGE = "720h"
 _ENV_PREFIX = f"RCLONE_CONFIG_{REMOTE.upper()}_"
 
 # Only these inherited variables may reach rclone. Everything else is dropped: an inherited
@@ -33,15 +43,16 @@ _LINE_BREAK_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
 def render_config(settings: Settings) -> str:
-    """Return the rclone config text for the destination: settings only, never a key.
+    """Return the rclone config text (destination, source hasher): settings only, never a key.
 
     Raise ConfigError if a value could start a line of its own (settings validation refuses
     control characters already; this keeps the config's shape even if that ever slips).
     """
     dest = settings.destination
-    for value in (dest.provider, dest.endpoint_url):
+    for value in (dest.provider, dest.endpoint_url, str(settings.source.path)):
         if _LINE_BREAK_RE.search(value) or value != value.strip():
-            raise ConfigError("destination settings must not contain line breaks or padding")
+            raise ConfigError("settings written to the rclone config (destination provider and "
+                              "endpoint, source path) must not contain line breaks or padding")
     lines = [
         f"[{REMOTE}]",
         "type = s3",
@@ -51,8 +62,25 @@ def render_config(settings: Settings) -> str:
         f"endpoint = {dest.endpoint_url}",
         # Object-scoped R2 tokens cannot create or check buckets (rclone docs, R2 section).
         "no_check_bucket = true",
+        "",
+        *_render_source_section(settings),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _render_source_section(settings: Settings) -> list[str]:
+    """Return the ``[src]`` section: the hasher overlay the sync reads the source through.
+
+    ``md5`` is what S3 listings carry (the ETag of a single-part object), so ``--checksum``
+    compares listing against cache with no request per object and no read per unchanged file.
+    """
+    return [
+        f"[{SOURCE_REMOTE}]",
+        "type = hasher",
+        f"remote = {settings.source.path}",
+        "hashes = md5",
+        f"max_age = {HASH_MAX_AGE}",
+    ]
 
 
 def remote_path(settings: Settings, prefix: str | None = None) -> str:
@@ -62,8 +90,18 @@ def remote_path(settings: Settings, prefix: str | None = None) -> str:
     return f"{REMOTE}:{bucket}/{path}" if path else f"{REMOTE}:{bucket}"
 
 
-def build_common_flags(settings: Settings, config_path: Path, work_dir: Path) -> tuple[str, ...]:
-    """Return flags every rclone call shares: config, JSON logs, stats, caches in tmpfs."""
+def hash_cache_dir(settings: Settings) -> Path:
+    """Return the sync's persistent ``--cache-dir`` (holds the hasher's DB, no secret)."""
+    return settings.state.dir / HASH_CACHE_DIR_NAME
+
+
+def build_common_flags(
+    settings: Settings, config_path: Path, work_dir: Path, *, cache_dir: Path | None = None,
+) -> tuple[str, ...]:
+    """Return flags every rclone call shares: config, JSON logs, stats, caches in tmpfs.
+
+    ``cache_dir`` replaces the tmpfs cache (the sync keeps its hash cache across runs).
+    """
     rc = settings.rclone
     return (
         "--config", str(config_path),
@@ -72,11 +110,23 @@ def build_common_flags(settings: Settings, config_path: Path, work_dir: Path) ->
         "--stats", f"{rc.stats_interval_seconds}s",
         # Stats are logged at --stats-log-level; at the default (INFO) a NOTICE run shows none.
         "--stats-log-level", "NOTICE",
-        "--cache-dir", str(work_dir / "cache"),
+        "--cache-dir", str(cache_dir or work_dir / "cache"),
         "--temp-dir", str(work_dir),
         "--transfers", str(rc.transfers),
         "--checkers", str(rc.checkers),
     )
+
+
+def build_cost_flags() -> tuple[str, ...]:
+    """Return the flags that make a no-change night cost a listing, not a request per object.
+
+    ``--checksum``: compare size + MD5 (the listing's ETag against the hasher's cache)
+    instead of the mtime each object's metadata holds, which costs one HEAD per object.
+    ``--s3-no-head``: no HEAD after each upload; the PUT carries ``Content-MD5`` and its
+    returned ETag is checked. ``--s3-no-head-object``: no HEAD of the destination root at
+    start-up (it is a prefix, never an object). docs/performance.md has the counts.
+    """
+    return ("--checksum", "--s3-no-head", "--s3-no-head-object")
 
 
 def build_sync_argv(
@@ -87,27 +137,29 @@ def build_sync_argv(
     max_duration_seconds: int | None,
     archive_stamp: str | None = None,
     dry_run: bool = False,
+    cache_dir: Path | None = None,
 ) -> tuple[str, ...]:
     """Return the argv for ``rclone sync`` of the source to the destination.
 
+    The source is read through the ``src:`` hasher remote of :func:`render_config`, with the
+    same filters as every other listing of the source (:func:`build_source_filter_flags`).
     ``max_duration_seconds`` bounds rclone inside the credentials' lifetime (soft cutoff:
     no new transfers, in-flight ones finish, exit 10). ``archive_stamp`` names the dated folder
     under ``destination.archive_path`` for ``--backup-dir``. ``dry_run`` adds ``--dry-run``
     and leaves out ``--max-delete``: nothing is changed, and the operator should see every
-    deletion the real run would attempt, not the first ``max_delete`` of them.
+    deletion the real run would attempt, not the first ``max_delete`` of them. ``cache_dir``
+    defaults to :func:`hash_cache_dir`.
     """
     rc = settings.rclone
-    src = settings.source
     argv: list[str] = [
-        rc.binary, "sync", str(src.path), remote_path(settings),
-        *build_common_flags(settings, config_path, work_dir),
+        rc.binary, "sync", f"{SOURCE_REMOTE}:", remote_path(settings),
+        *build_common_flags(settings, config_path, work_dir,
+                            cache_dir=cache_dir or hash_cache_dir(settings)),
+        *build_source_filter_flags(settings),
+        *build_cost_flags(),
     ]
-    for pattern in (*src.exclude, *build_database_excludes(settings)):
-        argv += ["--exclude", pattern]
     if rc.fast_list:
         argv.append("--fast-list")
-    if src.one_file_system:
-        argv.append("--one-file-system")
     if dry_run:
         argv.append("--dry-run")
     elif rc.max_delete > 0:
@@ -162,6 +214,33 @@ def parse_version(output: str) -> tuple[str, tuple[int, int, int]] | None:
     return f"v{numbers[0]}.{numbers[1]}.{numbers[2]}{match[4]}", numbers
 
 
+VERSION_CACHE_NAME = "rclone-version.json"
+
+
+def render_version_cache(key: tuple[int, ...], version: str, checked_at: str) -> str:
+    """Return the ``rclone version`` cache record for the binary whose identity is ``key``."""
+    return json.dumps({"key": list(key), "version": version, "checked_at": checked_at}) + "\n"
+
+
+def parse_version_cache(text: str, key: tuple[int, ...]) -> str | None:
+    """Given a cache record, return the version it holds if it was taken from the binary whose
+    identity is ``key`` (device, inode, size, mtime ns, ctime ns), else None.
+
+    ctime cannot be set from user space, so a binary replaced in place (same size, forged
+    mtime) still misses the cache. Anything unreadable is a miss.
+    """
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("key") != list(key):
+        return None
+    version = record.get("version")
+    if not isinstance(version, str) or parse_version(f"rclone {version}") is None:
+        return None
+    return version
+
+
 def build_plain_env(base: Mapping[str, str]) -> dict[str, str]:
     """Return an allowlisted environment with no keys (for calls that need none)."""
     env = {key: value for key, value in base.items() if key in _ENV_ALLOWLIST}
@@ -199,11 +278,15 @@ def build_source_list_argv(
     """Return the argv listing every source file a sync would see (same filters), one a line."""
     argv = [settings.rclone.binary, "lsf", "-R", "--files-only", str(settings.source.path),
             "--config", str(config_path), "--log-level", "NOTICE"]
-    argv += _source_filter_flags(settings)
+    argv += build_source_filter_flags(settings)
     return tuple(argv)
 
 
-def _source_filter_flags(settings: Settings) -> list[str]:
+def build_source_filter_flags(settings: Settings) -> list[str]:
+    """Return the flags that decide which source files a sync sees (excludes, one fs).
+
+    Every listing of the source (the sync, the guards' listing, verify) uses exactly these.
+    """
     flags: list[str] = []
     for pattern in (*settings.source.exclude, *build_database_excludes(settings)):
         flags += ["--exclude", pattern]
@@ -294,7 +377,7 @@ def build_verify_argv(
     With ``files_from`` (a sample listed with the same filters) the excludes are left out:
     rclone refuses ``--files-from`` next to other filter flags.
     """
-    filters = () if files_from is not None else tuple(_source_filter_flags(settings))
+    filters = () if files_from is not None else tuple(build_source_filter_flags(settings))
     return build_check_argv(
         settings, config_path=config_path, work_dir=work_dir,
         left=str(settings.source.path), right=remote_path(settings),

@@ -10,7 +10,16 @@ from pydantic import SecretStr
 
 from ghost_backup.credentials.model import Credentials
 from ghost_backup.errors import ExitCode
-from ghost_backup.rclone import build_child_env, build_sync_argv, classify_exit, render_config
+from ghost_backup.rclone import (
+    build_child_env,
+    build_source_filter_flags,
+    build_source_list_argv,
+    build_sync_argv,
+    classify_exit,
+    parse_version_cache,
+    render_config,
+    render_version_cache,
+)
 from ghost_backup.settings import parse_settings
 
 AK, SK, TOK = "AKARGVCANARY123", "sk-argv-canary-secret", "tok-argv-canary-session"
@@ -43,14 +52,54 @@ def test_config_holds_only_non_secret_settings() -> None:
 
 def test_sync_argv_shape_and_flags() -> None:
     argv = _argv()
-    assert argv[:4] == ("rclone", "sync", "/var/mnt/storage", "r2:ghost-backups/nightly")
+    assert argv[:4] == ("rclone", "sync", "src:", "r2:ghost-backups/nightly")
     joined = " ".join(argv)
     for flag in ("--config /run/ghost/run-x/rclone.conf", "--use-json-log", "--stats 10s",
                  "--stats-log-level NOTICE", "--exclude ghost-compose/.env.*", "--fast-list",
                  "--max-delete 1000", "--max-duration 3000s", "--cutoff-mode soft",
-                 "--one-file-system", "--cache-dir /run/ghost/run-x/cache"):
+                 "--one-file-system", "--cache-dir /var/lib/ghost-backup/rclone-cache",
+                 "--temp-dir /run/ghost/run-x", "--checksum", "--s3-no-head",
+                 "--s3-no-head-object"):
         assert flag in joined
     assert argv[-2:] == ("--bwlimit", "10M")  # extra args come last
+
+
+def test_sync_reads_the_source_through_the_hasher_with_the_guards_filters() -> None:
+    text = render_config(SETTINGS)
+    section = text[text.index("[src]"):].splitlines()
+    assert section == ["[src]", "type = hasher", "remote = /var/mnt/storage", "hashes = md5",
+                       "max_age = 720h"]
+    argv = _argv()
+    listing = build_source_list_argv(SETTINGS, config_path=Path("/c"), work_dir=Path("/w"))
+    filters = build_source_filter_flags(SETTINGS)
+    assert filters == ["--exclude", "ghost-compose/.env.*", "--one-file-system"]
+    assert " ".join(filters) in " ".join(argv)
+    assert " ".join(filters) in " ".join(listing)
+
+
+def test_sync_cache_dir_can_fall_back_to_tmpfs() -> None:
+    argv = build_sync_argv(SETTINGS, config_path=Path("/c"), work_dir=Path("/run/ghost/run-x"),
+                           max_duration_seconds=None, cache_dir=Path("/run/ghost/run-x/cache"))
+    assert argv[argv.index("--cache-dir") + 1] == "/run/ghost/run-x/cache"
+    assert argv.count("--cache-dir") == 1
+
+
+KEY = (2049, 1234, 85659810, 1_700_000_000_000_000_000, 1_700_000_000_100_000_000)
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), [
+    (render_version_cache(KEY, "v1.75.2", "2026-11-28T02:00:00+00:00"), KEY, "v1.75.2"),
+    (render_version_cache(KEY, "v1.75.2", "t"), (*KEY[:4], KEY[4] + 1), None),  # ctime moved
+    (render_version_cache(KEY, "v1.75.2", "t"), (KEY[0], KEY[1] + 1, *KEY[2:]), None),
+    (render_version_cache(KEY, "garbage", "t"), KEY, None),
+    ("{not json", KEY, None),
+    ("[]", KEY, None),
+    ('{"key": [1, 2], "version": "v1.75.2"}', KEY, None),
+])
+def test_version_cache_hits_only_for_the_same_binary(
+    text: str, key: tuple[int, ...], expected: str | None
+) -> None:
+    assert parse_version_cache(text, key) == expected
 
 
 def test_no_key_in_argv() -> None:
