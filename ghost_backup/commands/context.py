@@ -262,6 +262,22 @@ def _binary_identity(binary: str, env: Mapping[str, str]) -> tuple[int, ...] | N
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def open_hash_cache(settings: Settings, window: Window) -> Path:
+    """Return the sync's cache dir: the persistent hash cache, or tmpfs if it is unusable.
+
+    A state directory that cannot be written must not fail the backup (it only costs the
+    hash cache): the sync then hashes every source file this night, as it would after a
+    lost cache.
+    """
+    wanted = rclone.hash_cache_dir(settings)
+    try:
+        return files.ensure_private_dir(wanted)
+    except OSError as err:
+        log.warning("hash cache %s unusable (%s): this run reads every source file to hash it",
+                    wanted, err.strerror or err)
+        return window.run_dir / "cache"
+
+
 def run_rclone(settings: Settings, deps: Deps, argv: tuple[str, ...],
                env: dict[str, str],
                on_event: Callable[[LogEvent], None] = log_rclone_event) -> ChildResult:

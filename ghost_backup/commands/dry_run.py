@@ -21,6 +21,7 @@ from ghost_backup.commands.context import (
     log_rclone_event,
     max_duration_seconds,
     new_run_id,
+    open_hash_cache,
     run_rclone,
 )
 from ghost_backup.commands.guards import check_source
@@ -59,7 +60,8 @@ def run_dry_run(settings: Settings, deps: Deps, *, shown: int = SHOWN_PATHS) -> 
         argv = rclone.build_sync_argv(
             settings, config_path=window.config_path, work_dir=window.run_dir,
             max_duration_seconds=max_duration_seconds(settings, deps, credentials),
-            archive_stamp=run_id, dry_run=True)
+            archive_stamp=run_id, dry_run=True,
+            cache_dir=open_hash_cache(settings, window))
         result = run_rclone(settings, deps, argv, window.child_env(deps), on_event=on_event)
     if result.returncode != 0:
         error = rclone.classify_exit(result.returncode, terminated=result.terminated,

@@ -16,7 +16,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from ghost_backup import rclone
 from ghost_backup.commands.context import (
@@ -28,12 +27,12 @@ from ghost_backup.commands.context import (
     log_rclone_event,
     max_duration_seconds,
     new_run_id,
+    open_hash_cache,
 )
 from ghost_backup.commands.dumps import DumpOutcome, run_dumps
 from ghost_backup.commands.guards import check_source
 from ghost_backup.credentials.sources import CredentialSource, build_source
 from ghost_backup.errors import DatabaseFailed, ExitCode, GhostBackupError, RcloneFailed
-from ghost_backup.host import files
 from ghost_backup.host.notify import StatusThrottle
 from ghost_backup.host.process import ChildResult, run_child
 from ghost_backup.logs import NOTICE, Redactor, TailHandler
@@ -85,7 +84,7 @@ def _sync(settings: Settings, deps: Deps, window: Window) -> ChildResult:
         work_dir=window.run_dir,
         max_duration_seconds=max_duration,
         archive_stamp=window.run_id,
-        cache_dir=_hash_cache_dir(settings, window),
+        cache_dir=open_hash_cache(settings, window),
     )
     env = window.child_env(deps)
     status = StatusThrottle(deps.notifier, STATUS_INTERVAL_SECONDS, deps.monotonic)
@@ -169,22 +168,6 @@ def format_dump_failures(outcomes: tuple[DumpOutcome, ...]) -> str | None:
     if not failed:
         return None
     return "database dump failed: " + "; ".join(f"{o.name} ({o.error})" for o in failed)
-
-
-def _hash_cache_dir(settings: Settings, window: Window) -> Path:
-    """Return the sync's cache dir: the persistent hash cache, or tmpfs if it is unusable.
-
-    A state directory that cannot be written must not fail the backup (it only costs the
-    hash cache): the sync then hashes every source file this night, as it would after a
-    lost cache.
-    """
-    wanted = rclone.hash_cache_dir(settings)
-    try:
-        return files.ensure_private_dir(wanted)
-    except OSError as err:
-        log.warning("hash cache %s unusable (%s): this run reads every source file to hash it",
-                    wanted, err.strerror or err)
-        return window.run_dir / "cache"
 
 
 def run_backup(settings: Settings, deps: Deps) -> RunReport:
