@@ -2,7 +2,10 @@
 
 Starts a loopback S3 endpoint (`rclone serve s3 --auth-key` with random keys), a loopback
 credential proxy handing out exactly those keys with a short `expires_at`, a sample Ghost-like
-tree, and runs the real `ghost-backup run` against them with its runtime dir on tmpfs.
+tree with a live SQLite database, and runs the real `ghost-backup run` against them with its
+runtime dir on tmpfs: the database is dumped through SQLite's backup API and streamed to
+`databases/ghost/`, next to the file sync (which leaves the live database file out), then
+restored with `ghost-backup restore-db`.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -37,6 +41,19 @@ def make_sample_tree(root: Path, files: int = 120) -> None:
         (sub / f"item-{i:04d}.bin").write_bytes(rnd.randbytes(rnd.randint(200, 40_000)))
     (root / "mysql").mkdir()
     (root / "mysql" / "ghost.sql").write_bytes(rnd.randbytes(300_000))
+    make_sample_database(root / "ghost" / "content" / "data" / "ghost.db")
+
+
+def make_sample_database(path: Path, posts: int = 2000) -> None:
+    """Create Ghost's SQLite database (small installs use `content/data/ghost.db`), WAL mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=wal")
+    con.execute("CREATE TABLE posts(id INTEGER PRIMARY KEY, slug TEXT UNIQUE, html TEXT)")
+    with con:
+        con.executemany("INSERT INTO posts VALUES (?, ?, ?)", (
+            (i, f"post-{i}", f"<p>Post {i}: Ghost ✓ 日本語</p>" * 20) for i in range(posts)))
+    con.close()
 
 
 def main() -> int:
@@ -76,6 +93,13 @@ dir = "{runtime}"
 
 [state]
 dir = "{work / 'state'}"
+
+# Ghost's live SQLite database: dumped consistently (backup API) before each sync and left
+# out of the file sync, so the bucket never holds a torn copy of it.
+[[database]]
+name = "ghost"
+kind = "sqlite"
+path = "{source / 'ghost' / 'content' / 'data' / 'ghost.db'}"
 """)
         print(f"== demo: S3 endpoint {server.endpoint}, credential proxy {proxy.url()}")
         print(f"== demo: source {source} (126 files), runtime dir {runtime} (tmpfs)")
@@ -94,17 +118,40 @@ dir = "{work / 'state'}"
         print(f"== demo: second run exited {again.returncode}; the proxy saw "
               f"{len(proxy.state.requests)} credential requests (one per run)")
         bucket = server.data_dir / "ghost-backups-demo"
-        objects = sorted(p.relative_to(bucket) for p in bucket.rglob("*") if p.is_file())
-        print(f"== demo: {len(objects)} objects arrived in the bucket, for example:")
+        stored = sorted(p.relative_to(bucket) for p in bucket.rglob("*") if p.is_file())
+        dumps = [p for p in stored if p.parts[0] == "databases"]
+        objects = [p for p in stored if p.parts[0] != "databases"]
+        print(f"== demo: {len(objects)} objects arrived in the bucket from the file sync, "
+              "for example:")
         for obj in objects[:5]:
             print(f"     {obj}")
         leaked = [p for p in objects if ".env" in p.name]
         print(f"== demo: compose secrets excluded: {'yes' if not leaked else 'NO'}")
-        outputs = (proc.stderr, proc.stdout, again.stderr, again.stdout)
+        live = [p for p in objects if p.name.startswith("ghost.db")]
+        print(f"== demo: {len(dumps)} database dumps (one per run), live ghost.db left out of "
+              f"the file sync: {'yes' if not live else 'NO'}")
+        for dump in dumps:
+            print(f"     {dump} ({(bucket / dump).stat().st_size} bytes, gzip)")
+        restored = work / "restored" / "ghost.db"
+        restored.parent.mkdir()
+        print("== demo: ghost-backup restore-db ghost --as-of latest --to-file "
+              f"{restored}", flush=True)
+        back = subprocess.run([*argv[:-1], "restore-db", "ghost", "--as-of", "latest",
+                               "--to-file", str(restored)],
+                              env=env, capture_output=True, text=True, check=False)
+        sys.stdout.write(back.stderr)
+        con = sqlite3.connect(restored) if back.returncode == 0 else None
+        if con is not None:
+            check = con.execute("PRAGMA integrity_check").fetchone()[0]
+            count = con.execute("SELECT COUNT(*) FROM posts").fetchone()[0]
+            con.close()
+            print(f"== demo: restored database: integrity_check {check}, {count} posts")
+        outputs = (proc.stderr, proc.stdout, again.stderr, again.stdout, back.stderr)
         hits = sum(secret in text or access in text for text in outputs)
         print(f"== demo: canary keys found in output: {hits}")
         print(f"== demo: runtime dir after run: {sorted(p.name for p in runtime.iterdir())}")
-        return proc.returncode or again.returncode if not leaked and hits == 0 else 1
+        failed = proc.returncode or again.returncode or back.returncode
+        return failed if not leaked and not live and hits == 0 else 1
     finally:
         proxy.stop()
         server.stop()

@@ -156,7 +156,7 @@ def _dump_one(job: _Job, db: DatabaseSettings) -> DumpOutcome:
     _judge(job, db, result, partial)
     _object_call(job, job.argv(rclone.build_moveto_argv, key=partial, new_key=key),
                  "rename the finished dump")
-    log.log(NOTICE, "database %s: dump stored as %s (%s of SQL, %s stored, %.1fs)", db.name,
+    log.log(NOTICE, "database %s: dump stored as %s (%s raw, %s stored, %.1fs)", db.name,
             key, format_bytes(result.raw_bytes), format_bytes(codec.stored_bytes),
             result.seconds)
     _remove_stale_partials(job, db, keep=partial)

@@ -120,7 +120,7 @@ def run_restore_db(settings: Settings, deps: Deps, request: RestoreDbRequest) ->
         else:
             result = _restore_mysql(settings, deps, window, key, db=db, request=request)
     return (f"restored database {db.name} from {key} into {target} "
-            f"({format_bytes(result.sent_bytes)} of SQL/data in {result.seconds:.1f}s)")
+            f"({format_bytes(result.sent_bytes)} written in {result.seconds:.1f}s)")
 
 
 def _stream(settings: Settings, deps: Deps, window: Window, key: str, *,

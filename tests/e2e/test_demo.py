@@ -17,3 +17,6 @@ def test_demo_backs_up_the_sample_tree_without_leaking_keys() -> None:
     assert "compose secrets excluded: yes" in result.stdout
     assert "canary keys found in output: 0" in result.stdout
     assert "2 credential requests (one per run)" in result.stdout
+    assert "2 database dumps (one per run), live ghost.db left out of the file sync: yes" in (
+        result.stdout)
+    assert "restored database: integrity_check ok, 2000 posts" in result.stdout
