@@ -53,12 +53,16 @@ class DumpOutcome:
 def read_db_password(db: DatabaseSettings, deps: Deps) -> SecretStr | None:
     """Return the password of a socket/host database from its systemd credential (or None).
 
-    It is registered with the redactor at once, so no log line can carry it.
+    It is registered with the redactor at once, so no log line can carry it. Raise
+    DatabaseFailed if the credential is missing or not private to this service.
     """
     if db.password_credential is None:
         return None
-    password = read_secret_token(credential_path(deps.env, db.password_credential),
-                                 what=f"database {db.name} password credential")
+    try:
+        password = read_secret_token(credential_path(deps.env, db.password_credential),
+                                     what="database password credential")
+    except GhostBackupError as err:  # a database problem (82), not the credential proxy's
+        raise DatabaseFailed(err.message) from None
     deps.redactor.add([password.get_secret_value()])
     return password
 

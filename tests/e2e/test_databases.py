@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import GHOST_BACKUP, Stack, error_lines, find_canaries, make_tree
+from tests.helpers import BUCKET, GHOST_BACKUP, RCLONE, Stack, error_lines, find_canaries, make_tree
 from tests.support.mariadb import (
     INVARIANTS,
     Session,
@@ -145,9 +146,16 @@ def _run_with_snapshot(stack: Stack, src: ThrowawayMariaDB, writer: Writer,
 
 
 def _dump_objects(stack: Stack) -> list[str]:
-    root = stack.bucket_dir / "databases"
-    return sorted(str(p.relative_to(stack.bucket_dir)) for p in root.rglob("*") if p.is_file()) \
-        if root.exists() else []
+    """Return every object under databases/ as S3 lists it (through rclone, with the keys)."""
+    env = {"PATH": "/usr/bin:/bin", "RCLONE_CONFIG_S_TYPE": "s3",
+           "RCLONE_CONFIG_S_PROVIDER": "Other", "RCLONE_CONFIG_S_ENDPOINT": stack.s3.endpoint,
+           "RCLONE_CONFIG_S_ACCESS_KEY_ID": stack.s3.access_key_id,
+           "RCLONE_CONFIG_S_SECRET_ACCESS_KEY": stack.s3.secret_access_key}
+    done = subprocess.run([RCLONE, "lsf", "-R", "--files-only", "--config", "/dev/null",
+                           f"s:{BUCKET}/databases"], env=env, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode in (0, 3), done.stderr  # 3: no databases/ at all
+    return sorted(f"databases/{line}" for line in done.stdout.splitlines() if line)
 
 
 def _assert_restored_ghost(dst: ThrowawayMariaDB, sums: dict[str, str]) -> None:
@@ -303,6 +311,10 @@ def test_failed_dumps_leave_no_object_alert_and_the_sync_still_runs(
     truncating = secret_dir / "mariadb-dump"
     truncating.write_text(f"#!/bin/sh\n'{shutil.which('mariadb-dump')}' \"$@\" | head -c 300000\n")
     truncating.chmod(0o755)
+    # A dump killed after 12 MB of incompressible output: rcat is deep in a multipart upload.
+    dying = secret_dir / "dying-dump"
+    dying.write_text("#!/bin/sh\nhead -c 12000000 /dev/urandom\nkill -9 $$\n")
+    dying.chmod(0o755)
     env = _credentials(secret_dir, db_password)
     stack.databases = [
         {"name": "viacontainer", "kind": "mysql", "container": "ghost-db-1",
@@ -310,6 +322,9 @@ def test_failed_dumps_leave_no_object_alert_and_the_sync_still_runs(
         {"name": "truncated", "kind": "mysql", "socket": str(src.socket), "user": "bk",
          "password_credential": "ghost-db", "databases": ["ghost"],
          "dump_binary": str(truncating)},
+        {"name": "killed", "kind": "mysql", "socket": str(src.socket), "user": "bk",
+         "password_credential": "ghost-db", "databases": ["ghost"],
+         "dump_binary": str(dying)},
     ]
     check = stack.run("check", env=env)
     assert check.returncode == 82, check.stdout
@@ -323,15 +338,63 @@ def test_failed_dumps_leave_no_object_alert_and_the_sync_still_runs(
     assert "database dump failed: viacontainer (dump exited 2: " in errors[0]
     assert "Access denied" in errors[0]
     assert "truncated (dump output does not end with '-- Dump completed'" in errors[0]
+    assert "killed (dump exited -9)" in errors[0]
     assert "the file sync finished" in errors[0]
-    assert _dump_objects(stack) == []  # not even a .partial
+    # Not even a .partial. The killed dump's multipart upload was never completed: S3 lists
+    # nothing (serve s3 keeps the parts in a hidden temp file; R2's lifecycle rule aborts
+    # incomplete uploads after 7 days by default).
+    assert _dump_objects(stack) == []
+    assert not [p for p in stack.s3.data_dir.rglob("*.gz*") if p.is_file()]
     assert (stack.bucket_dir / "dir0").exists()
     (alert,) = stack.alerts.webhooks()
     assert alert["exit_code"] == 82
     record_ = json.loads((stack.tmp / "state" / "last-run.json").read_text())
-    assert [d["ok"] for d in record_["databases"]] == [False, False]
+    assert [d["ok"] for d in record_["databases"]] == [False, False, False]
     _assert_clean(stack, db_password, result.stderr, check.stdout, check.stderr,
                   json.dumps(stack.alerts.webhooks()))
+
+
+def test_sigterm_during_a_dump_stops_it_leaves_nothing_and_exits_143(
+    stack: Stack, mariadb: Factory, secret_dir: Path, db_password: str,
+) -> None:
+    make_tree(stack.source, 5)
+    src = _source_db(mariadb, db_password)
+    env = _credentials(secret_dir, db_password)
+    stack.databases = [{"name": "ghost", "kind": "mysql", "socket": str(src.socket),
+                        "user": "bk", "password_credential": "ghost-db",
+                        "databases": ["ghost"], "dump_binary": shutil.which("mariadb-dump")}]
+    watcher, locker = Session(src), Session(src)
+    locker.q("LOCK TABLES ghost.a0_gate WRITE")  # the dump waits on its first table
+    try:
+        proc, journal = _popen_run(stack, env)
+        deadline = time.monotonic() + 60
+        while not _blocked_dumps(watcher, "bk"):
+            assert proc.poll() is None, journal.read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        locker.q("UNLOCK TABLES")
+        watcher.close()
+        locker.close()
+    stderr = journal.read_text()
+    assert code == 143, stderr
+    assert "dump stopped by a signal; nothing was stored" in stderr
+    assert _dump_objects(stack) == []
+    assert "rclone started" not in stderr  # the sync did not start after a stop request
+    dumps_left = [p for p in Path("/proc").glob("[0-9]*")
+                  if b"mariadb-dump" in _cmdline(p) and str(src.socket).encode() in _cmdline(p)]
+    assert dumps_left == []
+    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    _assert_clean(stack, db_password, stderr)
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 # --- SQLite ------------------------------------------------------------------------------
