@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     PROXY_UNAVAILABLE = 69
     INTERNAL = 70
     RUNTIME_UNSAFE = 73
+    AUDIT_INCOMPLETE = 74
     TEMPORARY = 75
     PROXY_DENIED = 77
     CONFIG = 78
@@ -136,6 +137,15 @@ EXIT_CODES: dict[ExitCode, ExitInfo] = {
                 'objects'),
         action=('check the source really lost those files; if intended, raise `rclone.max_delete` '
                 'for one run'),
+        retry=False,
+    ),
+    ExitCode.AUDIT_INCOMPLETE: ExitInfo(
+        meaning=('`audit-host` found no key, but could not read everything it meant to'),
+        detail=('`ghost-backup audit-host` found no key-like value in what it read, but some '
+                'paths were unreadable, a file was larger than it reads, or a walk hit its '
+                'budget; the report names each gap'),
+        action=('run it as root (or the owner of the unreadable paths), or audit the named '
+                'paths with `--path`; see `docs/runbook.md`, "Auditing the host for keys"'),
         retry=False,
     ),
     ExitCode.KEYS_ON_HOST: ExitInfo(

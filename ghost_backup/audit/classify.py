@@ -26,6 +26,7 @@ SHAPE_R2_SECRET = "r2-secret"  # noqa: S105 (label) 64 lower-case hex digits
 _KEY_NAME = (
     r"secret[_.-]?access[_.-]?key|access[_.-]?key[_.-]?id|session[_.-]?token"
     r"|security[_.-]?token|(?:aws|s3|r2)[_.-]?(?:secret|access)[_.-]?key"
+    r"|(?:aws|s3|r2)[_.-]?(?:secret|key[_.-]?id)"
     r"|rclone[_.-]?config[_.-]?pass"
 )
 _KEY_NAME_RE = re.compile(_KEY_NAME, re.IGNORECASE)
@@ -39,6 +40,10 @@ _FLAG_RE = re.compile(
     r"--(?P<name>(?:s3-)?(?:secret-access-key|access-key-id|session-token))[ \t]+",
     re.IGNORECASE,
 )
+# A name token followed by blanks and a value, as `rclone config create r2 s3 access_key_id X`
+# or `aws configure set aws_secret_access_key X` take them: reported only when the value has a
+# key's shape (prose also puts words after such names).
+_SPACED_RE = re.compile(r"(?<![A-Za-z0-9_.-])(?P<name>[A-Za-z0-9_.-]++)[\"']?[ \t]++(?=[^\s=:])")
 # Names whose value points at a key rather than being one (secret_access_key_file = /run/...).
 _INDIRECT_NAME_RE = re.compile(r"(?:file|path|dir|cmd|command|process)$", re.IGNORECASE)
 _BARE_VALUE_RE = re.compile(r"[^\s\"'`;,#)}\]]+")
@@ -51,7 +56,11 @@ _MIN_VALUE_LENGTH = 8  # the shortest real key id (AWS) has 16 characters
 _AWS_KEY_ID_RE = re.compile(r"(?:AKIA|ASIA)[A-Z0-9]{16}")
 _HEX_RE = re.compile(r"[0-9a-f]{32,}")
 _B64_RE = re.compile(r"[A-Za-z0-9+/]{40,}")
-# Words that, on the same line, say a hex or base64 token is an identifier, not a key.
+# Words that, right before a hex or base64 token, say it is an identifier, not a key. Only the
+# few characters before the token count (`account_id = "<hex>"`, `sha256:<hex>`, `commit <hex>`):
+# a word elsewhere on the line (a comment saying "account", an R2 endpoint's
+# `cloudflarestorage`) once switched off the search for the whole line.
+_ID_CONTEXT_CHARS = 24
 _ID_CONTEXT_RE = re.compile(
     r"sha1|sha256|sha512|md5|digest|checksum|hash|integrity|machine[_-]?id|boot[_-]?id|uuid"
     r"|account|fingerprint|commit|etag|cloudflarestorage",
@@ -186,12 +195,10 @@ def _shape_hits(line: str, taken: list[tuple[int, int]]) -> list[Hit]:
     """
     candidates = [(shape, start, end) for shape, start, end in _shape_candidates(line)
                   if all(end <= a or start >= b for a, b in taken)]
-    if not candidates:
-        return []
-    id_context = _ID_CONTEXT_RE.search(line) is not None
     hits = []
     for shape, start, end in candidates:
-        if id_context and shape != SHAPE_AWS_KEY_ID:
+        before = line[max(0, start - _ID_CONTEXT_CHARS):start]
+        if shape != SHAPE_AWS_KEY_ID and _ID_CONTEXT_RE.search(before):
             continue
         kind = KIND_KEY_ID if shape in (SHAPE_AWS_KEY_ID, SHAPE_R2_KEY_ID) else KIND_SECRET
         hits.append(Hit(kind, shape, shape, fingerprint(line[start:end])))
@@ -204,14 +211,16 @@ def classify_line(line: str, *, shapes: bool = True) -> tuple[Hit, ...]:
     Assignments to a credential-like name (``secret_access_key = ...``,
     ``RCLONE_CONFIG_R2_SECRET_ACCESS_KEY=...``, ``"secretAccessKey": "..."``,
     ``--s3-secret-access-key ...``) are reported whatever the value looks like, unless it is a
-    placeholder or a reference (:func:`is_placeholder`). Bare values are reported when they have
-    a key's shape (:func:`classify_shape`), stand alone (not part of a path, hostname or longer
-    token) and no word on the line marks them as an identifier (``sha256``, ``digest``,
-    ``account``, ...); ``shapes=False`` turns the bare-shape search off (inside PEM blocks).
+    placeholder or a reference (:func:`is_placeholder`); such a name followed by blanks and a
+    key-shaped value (``access_key_id X`` in an ``rclone config create`` line) too. Bare values
+    are reported when they have a key's shape (:func:`classify_shape`), stand alone (not part
+    of a path, hostname or longer token) and no word just before them marks them as an
+    identifier (``sha256:``, ``commit``, ``account_id =``, ...); ``shapes=False`` turns the
+    bare-shape search off (inside PEM blocks).
     """
     hits: list[Hit] = []
     taken: list[tuple[int, int]] = []
-    for regex in (_ASSIGNMENT_RE, _FLAG_RE):
+    for regex in (_ASSIGNMENT_RE, _FLAG_RE, _SPACED_RE):
         for match in regex.finditer(line):
             name = match.group("name")
             if not _KEY_NAME_RE.search(name) or _INDIRECT_NAME_RE.search(name):
@@ -219,6 +228,8 @@ def classify_line(line: str, *, shapes: bool = True) -> tuple[Hit, ...]:
             quoted = line[match.end():match.end() + 1] in ("'", '"')
             value, start, end = _value_at(line, match.end())
             if is_placeholder(value) or (not quoted and _CODE_VALUE_RE.search(value)):
+                continue
+            if regex is _SPACED_RE and not classify_shape(value):
                 continue
             if any(start < b and end > a for a, b in taken):
                 continue
@@ -256,6 +267,27 @@ def classify_text(text: str, *, shapes: bool = True) -> tuple[tuple[int, Hit], .
         if line.startswith("-----END "):
             in_pem = False
     return tuple(found)
+
+
+def decode_text(data: bytes) -> tuple[str, bool]:
+    """Given a file's bytes, return its text and whether it is binary.
+
+    UTF-16 (with a byte-order mark, or ASCII text with every other byte NUL, as Windows tools
+    write ``credentials`` files) is decoded as such. Other bytes are read as UTF-8 with NULs
+    turned into blanks (line numbers stay right), so a key in a file that also holds a NUL is
+    still seen; such a
+    file counts as binary (only assignments are searched in it: random bytes sometimes have a
+    key's shape).
+    """
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return data.decode("utf-16", "replace"), False
+    if b"\0" not in data:
+        return data.decode("utf-8", "replace"), False
+    sample = data[:4096]
+    for codec, zeros in (("utf-16-le", sample[1::2]), ("utf-16-be", sample[0::2])):
+        if len(zeros) >= 2 and zeros.count(0) >= 0.9 * len(zeros):
+            return data.decode(codec, "replace"), False
+    return data.replace(b"\0", b" ").decode("utf-8", "replace"), True
 
 
 def holds_identifiers(name: str) -> bool:

@@ -38,11 +38,22 @@ class AuditReport:
     files_scanned: int
     seconds: float
     notes: tuple[str, ...] = ()
+    incomplete: tuple[str, ...] = ()
 
     @property
     def clean(self) -> bool:
         """Return True when nothing that looks like a key was found."""
         return not self.findings
+
+    @property
+    def gaps(self) -> tuple[str, ...]:
+        """Return why the audit could not read everything it meant to (empty: it did)."""
+        truncated = sum(1 for s in self.skipped if s.reason.startswith("truncated"))
+        return (
+            *self.incomplete,
+            *((f"{len(self.unreadable)} path(s) unreadable",) if self.unreadable else ()),
+            *((f"{truncated} file(s) read only in part",) if truncated else ()),
+        )
 
 
 def format_finding(finding: Finding) -> str:
@@ -60,10 +71,13 @@ def format_report_text(report: AuditReport) -> str:
     lines += [f"note: {note}" for note in report.notes]
     lines += [f"truncated: {s.path}: {s.reason}" for s in report.skipped
               if s.reason.startswith("truncated")]
-    binary = sum(1 for s in report.skipped if s.reason == "binary")
+    lines += [f"incomplete: {reason}" for reason in report.incomplete]
     tail = (f"{report.files_scanned} files read in {report.seconds:.2f} s "
-            f"({binary} binary skipped, {len(report.unreadable)} unreadable), root {report.root}")
-    if report.clean:
+            f"({len(report.unreadable)} unreadable), root {report.root}")
+    if report.clean and report.gaps:
+        lines.append(f"audit-host: incomplete: no S3/R2 key found in what was read, but "
+                     f"{'; '.join(report.gaps)}; {tail}")
+    elif report.clean:
         lines.append(f"audit-host: clean: no S3/R2 key found; {tail}")
     else:
         files = len({f.path for f in report.findings})
@@ -76,6 +90,8 @@ def format_report_json(report: AuditReport) -> str:
     """Return the report as one JSON document (for compliance jobs)."""
     data = {
         "clean": report.clean,
+        "complete": not report.gaps,
+        "gaps": list(report.gaps),
         "root": report.root,
         "files_scanned": report.files_scanned,
         "seconds": round(report.seconds, 3),

@@ -16,6 +16,7 @@ from pathlib import Path
 from ghost_backup.audit.classify import (
     UnitReference,
     classify_text,
+    decode_text,
     holds_identifiers,
     parse_unit_references,
 )
@@ -27,10 +28,16 @@ from ghost_backup.settings import (
     parse_settings,
 )
 
-MAX_FILE_BYTES = 1 << 20  # read at most 1 MiB of any file; larger ones are reported truncated
-BINARY_SNIFF_BYTES = 8192  # a NUL byte in the first 8 KiB marks a file as binary (skipped)
-MAX_FILES = 20_000  # files read in one audit
-MAX_ENTRIES = 200_000  # directory entries listed in one audit (the walk budget)
+# A file is read whole up to this size; a larger one is read this far and the audit is
+# incomplete (a key past the first MiB of a shell history was once missed silently).
+MAX_FILE_BYTES = 16 << 20
+# The walk budget is per place in the plan, so one huge tree (a flood of units in
+# /etc/systemd/system) cannot use up the budget before ~/.aws is read. Reaching it makes the
+# audit incomplete.
+MAX_FILES = 20_000  # files read below one place
+MAX_ENTRIES = 200_000  # directory entries listed below one place
+_MAX_LINKS = 40  # symlinks followed resolving one path (the kernel's own limit)
+
 
 @dataclass
 class _Tally:
@@ -39,50 +46,109 @@ class _Tally:
     unreadable: list[Skipped] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
     seen: set[tuple[int, int]] = field(default_factory=set)
     references: list[tuple[UnitReference, str]] = field(default_factory=list)
     files: int = 0
-    entries: int = 0
+    place: str = ""
+    place_files: int = 0
+    place_entries: int = 0
+
+    def start_place(self, place: str) -> None:
+        self.place, self.place_files, self.place_entries = place, 0, 0
 
     def over_budget(self) -> bool:
-        if self.files >= MAX_FILES or self.entries >= MAX_ENTRIES:
-            note = f"walk budget reached ({MAX_FILES} files / {MAX_ENTRIES} entries): audit partial"
-            if note not in self.notes:
-                self.notes.append(note)
+        if self.place_files >= MAX_FILES or self.place_entries >= MAX_ENTRIES:
+            reason = (f"walk budget reached under {self.place} ({MAX_FILES} files / "
+                      f"{MAX_ENTRIES} entries): the rest of it was not read")
+            if reason not in self.incomplete:
+                self.incomplete.append(reason)
             return True
         return False
 
 
-def _resolve_link(path: Path, root: Path) -> Path:
-    """Return where a symlink points, resolving absolute targets inside ``root``."""
+def resolve_in_root(path: Path, root: Path) -> Path:
+    """Return ``path`` (below ``root``) with every symlink on the way resolved inside ``root``.
+
+    An image's absolute link (``/home -> /var/home``) means ``root/var/home``, never the host's
+    ``/var/home``: the kernel would follow it out of the image, and the audit would report the
+    host's files as the image's. ``..`` stops at ``root``. A missing component ends the
+    resolution (opening the result then fails with ENOENT). With ``root`` = ``/`` the path is
+    returned as given. Raise OSError(ELOOP) after too many links.
+    """
     if root == Path("/"):
         return path
-    for _ in range(16):
-        if not path.is_symlink():
-            return path
-        target = str(path.readlink())
-        path = rebase(root, target) if target.startswith("/") else path.parent / target
-    return path
+    try:
+        parts = list(path.relative_to(root).parts)
+    except ValueError:
+        return path
+    resolved, links = root, 0
+    while parts:
+        part = parts.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            resolved = resolved.parent if resolved != root else root
+            continue
+        candidate = resolved / part
+        try:
+            st = os.lstat(candidate)
+        except OSError:
+            return candidate.joinpath(*parts)
+        if not stat.S_ISLNK(st.st_mode):
+            resolved = candidate
+            continue
+        links += 1
+        if links > _MAX_LINKS:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path))
+        target = candidate.readlink()
+        if target.is_absolute():
+            resolved, parts = root, [*target.parts[1:], *parts]
+        else:
+            parts = [*target.parts, *parts]
+    return resolved
+
+
+def _glob_in_root(host_pattern: str, root: Path) -> list[Path]:
+    """Return the paths below ``root`` that ``host_pattern`` names, every component resolved
+    inside ``root`` (glob(3) on ``root + pattern`` would follow an image's links out of it)."""
+    found = [root]
+    for part in Path(host_pattern).parts[1:]:
+        matched: list[Path] = []
+        for base in found:
+            if not glob.has_magic(part):
+                matched.append(resolve_in_root(base / part, root))
+                continue
+            try:
+                names = sorted(entry.name for entry in base.iterdir())
+            except OSError:
+                continue
+            matched += [resolve_in_root(base / name, root) for name in names
+                        if fnmatch.fnmatch(name, part)
+                        and (part.startswith(".") or not name.startswith("."))]
+        found = matched
+    return found
 
 
 @dataclass(frozen=True)
 class _Head:
     data: bytes
     identity: tuple[int, int]
-    binary: bool
     truncated: bool
 
 
-def _read_head(path: Path) -> _Head | None:
-    """Return the start of a regular file (None for anything else), at most MAX_FILE_BYTES.
+def _read_head(path: Path, *, nofollow: bool) -> _Head | None:
+    """Return a regular file's bytes (None for anything else), at most MAX_FILE_BYTES.
 
     ``O_NOATIME`` keeps even the access time untouched (allowed to the owner and to root);
-    ``O_NONBLOCK`` keeps a FIFO put in our way from blocking the audit. A binary file is
-    recognised from its first 8 KiB and not read further.
+    ``O_NONBLOCK`` keeps a FIFO put in our way from blocking the audit; ``nofollow`` (a path
+    already resolved inside an image) refuses a link that appeared since.
     """
     if not stat.S_ISREG(path.stat().st_mode):
         return None
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    if nofollow:
+        flags |= os.O_NOFOLLOW
     try:
         fd = os.open(path, flags | os.O_NOATIME)
     except PermissionError as err:
@@ -94,20 +160,16 @@ def _read_head(path: Path) -> _Head | None:
         if not stat.S_ISREG(st.st_mode):
             return None
         identity = (st.st_dev, st.st_ino)
-        data = handle.read(BINARY_SNIFF_BYTES)
-        if b"\0" in data:
-            return _Head(b"", identity, binary=True, truncated=False)
-        data += handle.read(MAX_FILE_BYTES + 1 - len(data))
-    return _Head(data[:MAX_FILE_BYTES], identity, binary=False,
-                 truncated=len(data) > MAX_FILE_BYTES)
+        data = handle.read(MAX_FILE_BYTES + 1)
+    return _Head(data[:MAX_FILE_BYTES], identity, truncated=len(data) > MAX_FILE_BYTES)
 
 
 def _scan_file(path: Path, tally: _Tally, links_root: Path, via: str = "") -> None:
     if tally.over_budget():
         return
-    real = _resolve_link(path, links_root)
     try:
-        head = _read_head(real)
+        real = resolve_in_root(path, links_root)
+        head = _read_head(real, nofollow=links_root != Path("/"))
     except FileNotFoundError:
         return
     except OSError as err:
@@ -117,17 +179,15 @@ def _scan_file(path: Path, tally: _Tally, links_root: Path, via: str = "") -> No
         return
     tally.seen.add(head.identity)
     tally.files += 1
-    if head.binary:
-        tally.skipped.append(Skipped(str(path), "binary"))
-        return
+    tally.place_files += 1
     if head.truncated:
         tally.skipped.append(Skipped(str(path), f"truncated: only the first {MAX_FILE_BYTES} "
                                                 "bytes were read"))
-    text = head.data.decode("utf-8", "replace")
+    text, binary = decode_text(head.data)
+    shapes = not binary and not holds_identifiers(path.name)
     tally.findings += [Finding(str(path), number, hit.kind, hit.name, hit.shape,
                                hit.fingerprint, via)
-                       for number, hit in classify_text(text, shapes=not holds_identifiers(
-                           path.name))]
+                       for number, hit in classify_text(text, shapes=shapes)]
     if not via:
         tally.references += [(ref, f"{ref.directive}= in {path}")
                              for ref in parse_unit_references(text)]
@@ -145,7 +205,7 @@ def _walk(top: Path, target: ScanTarget, tally: _Tally) -> Iterator[Path]:
         except OSError as err:
             tally.unreadable.append(Skipped(str(directory), err.strerror or "unreadable"))
             continue
-        tally.entries += len(entries)
+        tally.place_entries += len(entries)
         for entry in entries:
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
@@ -158,15 +218,24 @@ def _walk(top: Path, target: ScanTarget, tally: _Tally) -> Iterator[Path]:
                 yield Path(entry.path)
 
 
-def _scan_pattern(pattern: str, target: ScanTarget, tally: _Tally, via: str = "") -> None:
-    """Read what ``pattern`` names: files directly, directories walked (a symlink given as
-    the target itself is followed, as ``/var/lib/ghost-backup`` is under ``DynamicUser=``)."""
+def _expand(target: ScanTarget, root: Path) -> list[tuple[str, Path]]:
+    """Return ``(shown name, path to read)`` for every path ``target`` names under ``root``."""
+    if target.rebase and root != Path("/"):
+        return [(str(path), path) for path in _glob_in_root(target.pattern, root)]
+    pattern = target.pattern
+    if any(char in pattern for char in "*?["):
+        # Path.glob cannot take an absolute pattern.
+        return [(name, Path(name)) for name in sorted(glob.glob(pattern))]  # noqa: PTH207
+    return [(pattern, Path(pattern))]
+
+
+def _scan_pattern(target: ScanTarget, tally: _Tally, via: str = "") -> None:
+    """Read what ``target`` names: files directly, directories walked (a symlink given as
+    the target itself is followed, as ``/var/lib/ghost-backup`` is under ``DynamicUser=``;
+    inside an image, only to where it points inside the image)."""
     links_root = tally.root if target.rebase else Path("/")
-    has_glob = any(char in pattern for char in "*?[")
-    # Path.glob cannot take an absolute pattern.
-    paths = sorted(glob.glob(pattern)) if has_glob else [pattern]  # noqa: PTH207
-    for name in paths:
-        path = _resolve_link(Path(name), links_root)
+    tally.start_place(target.pattern)
+    for name, path in _expand(target, tally.root):
         try:
             mode = path.stat().st_mode
         except FileNotFoundError:
@@ -180,7 +249,7 @@ def _scan_pattern(pattern: str, target: ScanTarget, tally: _Tally, via: str = ""
             for found in _walk(path, target, tally):
                 _scan_file(found, tally, links_root, via)
         elif not target.names or any(fnmatch.fnmatch(Path(name).name, n) for n in target.names):
-            _scan_file(Path(name), tally, links_root, via)
+            _scan_file(path, tally, links_root, via)
 
 
 def read_host_locations(config: Path | None, env: Mapping[str, str],
@@ -195,6 +264,7 @@ def read_host_locations(config: Path | None, env: Mapping[str, str],
                           else None)
     path = explicit or rebase(root, str(DEFAULT_CONFIG_PATH))
     try:
+        path = path if explicit else resolve_in_root(path, root)
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
         settings = parse_settings(raw, env)
     except FileNotFoundError:
@@ -213,18 +283,15 @@ def run_audit(plan: Sequence[ScanTarget], root: Path = Path("/"),
     """Read every place in ``plan`` (host paths under ``root``) and return the report.
 
     Files named by ``EnvironmentFile=`` or ``LoadCredential=`` in any file read are read
-    afterwards, under ``root`` too. Nothing is written; unreadable paths are reported.
+    afterwards, under ``root`` too. Nothing is written; unreadable paths, files read only in
+    part and walks cut short by the budget are reported, and make the audit incomplete.
     """
     started = clock()
     tally = _Tally(root=root, notes=list(notes))
     for target in plan:
-        pattern = target.pattern
-        if target.rebase and root != Path("/"):
-            pattern = glob.escape(str(root).rstrip("/")) + pattern
-        _scan_pattern(pattern, target, tally)
+        _scan_pattern(target, tally)
     for ref, via in list(tally.references):
-        pattern = glob.escape(str(rebase(root, "/"))).rstrip("/") + ref.pattern
-        _scan_pattern(pattern, ScanTarget(ref.pattern, "unit reference"), tally, via)
+        _scan_pattern(ScanTarget(ref.pattern, "unit reference"), tally, via)
     return AuditReport(
         root=str(root),
         findings=tuple(tally.findings),
@@ -233,4 +300,5 @@ def run_audit(plan: Sequence[ScanTarget], root: Path = Path("/"),
         files_scanned=tally.files,
         seconds=clock() - started,
         notes=tuple(tally.notes),
+        incomplete=tuple(tally.incomplete),
     )

@@ -250,7 +250,7 @@ def test_audit_host_reports_zero_findings_on_a_clean_host(tmp_path: Path) -> Non
     report = json.loads(as_json.stdout)
     assert (report["clean"], report["findings"], report["unreadable"]) == (True, [], [])
     assert report["files_scanned"] >= 9
-    assert {"path": f"{root}/opt/bin/tool", "reason": "binary"} in report["skipped"]
+    assert (report["complete"], report["skipped"]) == (True, [])  # the binary was read too
 
 
 def test_audit_host_leaves_the_source_data_alone_unless_asked(tmp_path: Path) -> None:
@@ -315,7 +315,8 @@ def test_audit_host_reports_unreadable_paths_without_failing(world_readable_tmp:
 
     nobody = _audit("--json", root=root, as_nobody=True)
 
-    assert nobody.returncode == 0, nobody.stderr
+    # No key in what nobody could read, but not everything was read: incomplete, never 0.
+    assert nobody.returncode == ExitCode.AUDIT_INCOMPLETE, nobody.stderr
     unreadable = {u["path"]: u["reason"] for u in json.loads(nobody.stdout)["unreadable"]}
     assert unreadable[f"{root}/root/.config/rclone/rclone.conf"] == "Permission denied"
     assert unreadable[f"{root}/etc/credstore"] == "Permission denied"
@@ -326,21 +327,29 @@ def test_audit_host_reports_unreadable_paths_without_failing(world_readable_tmp:
 
 def test_audit_host_stays_bounded_on_large_binary_and_special_files(tmp_path: Path) -> None:
     root = tmp_path / "host"
-    early, late, in_binary = (_fresh(SHAPE_R2_SECRET) for _ in range(3))
+    early, late, past_cap, in_binary = (_fresh(SHAPE_R2_SECRET) for _ in range(4))
+    pad = "# " + "p" * 997 + "\n"
     big = _write(root, "/etc/rclone/big.conf",
-                 f"secret_access_key = {early}\n" + "# padding\n" * (MAX_FILE_BYTES // 10)
+                 f"secret_access_key = {early}\n" + pad * (MAX_FILE_BYTES // len(pad) - 10)
                  + f"secret_access_key = {late}\n")
-    (root / "etc/rclone/blob.conf").write_bytes(b"\0\1\2" + f"\n{in_binary}\n".encode())
+    huge = _write(root, "/etc/rclone/huge.conf",
+                  pad * (MAX_FILE_BYTES // len(pad) + 1) + f"secret_access_key = {past_cap}\n")
+    blob = root / "etc/rclone/blob.conf"
+    blob.write_bytes(b"\0\1\2" + f"\nsecret_access_key = {in_binary}\n".encode())
     os.mkfifo(root / "etc/rclone/fifo.conf")
     (root / "etc/rclone/loop").symlink_to(root / "etc")
 
     result = _audit("--json", root=root)
 
     report = json.loads(result.stdout)
-    assert _found(report) == {(str(big), 1, fingerprint(early))}
+    assert _found(report) == {(str(big), 1, fingerprint(early)),
+                              (str(big), MAX_FILE_BYTES // len(pad) - 8, fingerprint(late)),
+                              (str(blob), 2, fingerprint(in_binary))}
     assert {s["path"]: s["reason"].split(":")[0] for s in report["skipped"]} == {
-        str(big): "truncated", f"{root}/etc/rclone/blob.conf": "binary"}
-    assert find_canaries([early, late, in_binary], texts=[result.stdout, result.stderr]) == []
+        str(huge): "truncated"}
+    assert report["gaps"] == ["1 file(s) read only in part"]
+    assert find_canaries([early, late, past_cap, in_binary],
+                         texts=[result.stdout, result.stderr]) == []
 
 
 @pytest.mark.parametrize(

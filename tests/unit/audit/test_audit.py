@@ -226,5 +226,12 @@ def test_reports_show_fingerprints_and_say_clean_or_not() -> None:
     data = json.loads(format_report_json(_report((finding,))))
     assert data["clean"] is False
     assert data["findings"][0]["line"] == 4
-    assert "audit-host: clean" in format_report_text(_report(()))
-    assert json.loads(format_report_json(_report(())))["clean"] is True
+    # Nothing found, but /root/x could not be read: incomplete, not clean (hostile review 3).
+    assert ("audit-host: incomplete: no S3/R2 key found in what was read, but 1 path(s) "
+            "unreadable") in format_report_text(_report(()))
+    data = json.loads(format_report_json(_report(())))
+    assert (data["clean"], data["complete"], data["gaps"]) == (
+        True, False, ["1 path(s) unreadable"])
+    whole = AuditReport(root="/", findings=(), unreadable=(), skipped=(), files_scanned=3,
+                        seconds=0.01)
+    assert "audit-host: clean: no S3/R2 key found" in format_report_text(whole)
