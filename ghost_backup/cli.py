@@ -16,16 +16,9 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ghost_backup import __version__
-from ghost_backup.commands import check, config, restore, restore_db, verify
-from ghost_backup.commands.alert import run_alert
-from ghost_backup.commands.audit_host import run_audit_host
-from ghost_backup.commands.context import Deps
-from ghost_backup.commands.dry_run import run_dry_run
-from ghost_backup.commands.run import run_backup
-from ghost_backup.commands.status import run_status
-from ghost_backup.credentials.http import new_session
 from ghost_backup.errors import (
     ConfigError,
     ExitCode,
@@ -33,11 +26,16 @@ from ghost_backup.errors import (
     UsageError,
     format_exit_code_lines,
 )
-from ghost_backup.host.notify import Notifier, NullNotifier, notifier_from_env, watchdog_interval
-from ghost_backup.host.process import StopRequest, resolve_executable
 from ghost_backup.logs import NOTICE, Redactor, setup_logging, stderr_is_journal
-from ghost_backup.report.alerts import AlertSink, HttpAlerts, NullAlerts
-from ghost_backup.settings import Settings, load_settings
+
+# Each command imports what it needs when it runs (the `_cmd_*` wrappers below): `--help`
+# needs only the standard library, and `run` reaches its credential request without loading
+# the toolkit, the audit or the database modules (docs/performance.md, "Start-up").
+if TYPE_CHECKING:
+    from ghost_backup.commands.context import Deps
+    from ghost_backup.host.notify import Notifier
+    from ghost_backup.report.alerts import AlertSink
+    from ghost_backup.settings import Settings
 
 log = logging.getLogger("ghost_backup")
 
@@ -236,6 +234,12 @@ def build_deps(
     ``check``, ``restore`` and ``verify`` take the defaults (no alerts, no systemd
     notifications); ``run`` passes the notifier, the alert channels and the watchdog.
     """
+    from ghost_backup.commands.context import Deps
+    from ghost_backup.credentials.http import new_session
+    from ghost_backup.host.notify import NullNotifier
+    from ghost_backup.host.process import StopRequest
+    from ghost_backup.report.alerts import NullAlerts
+
     stop = StopRequest()
     stop.install()
     return Deps(
@@ -255,6 +259,9 @@ def build_deps(
 def _load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     """Load the settings and pin ``rclone.binary`` to the executable every command will start
     (beside the interpreter first, then ``$PATH``; see :func:`resolve_executable`)."""
+    from ghost_backup.host.process import resolve_executable
+    from ghost_backup.settings import load_settings
+
     settings = load_settings(args.config, env)
     beside = tuple(dict.fromkeys((Path(sys.executable).parent,
                                   Path(sysconfig.get_path("scripts")))))
@@ -268,6 +275,8 @@ def _load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
 
 
 def _cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.commands import check
+
     def show(items: tuple[check.CheckItem, ...], problems: tuple[str, ...] = ()) -> None:
         text = (check.format_checklist_json(items, checked_at=datetime.now(UTC),
                                             problems=problems)
@@ -289,6 +298,8 @@ def _cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.commands import restore
+
     settings = _load_settings(args, env)
     request = restore.RestoreRequest(target=args.to, subpath=args.path, dry_run=args.dry_run,
                                      from_archive=args.from_archive, force=args.force)
@@ -298,6 +309,9 @@ def _cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _cmd_restore_db(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.commands import restore_db
+    from ghost_backup.settings import load_settings
+
     settings = load_settings(args.config, env)
     request = restore_db.RestoreDbRequest(
         name=args.name, as_of=args.as_of, to_container=args.to_container,
@@ -309,6 +323,8 @@ def _cmd_restore_db(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.commands import verify
+
     if args.sample is not None and args.sample < 1:
         raise UsageError("--sample must be at least 1")
     settings = _load_settings(args, env)
@@ -319,12 +335,20 @@ def _cmd_verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.commands.status import run_status
+
     settings = _load_settings(args, env)
     sys.stdout.write(run_status(settings, as_json=args.json, now=datetime.now(UTC)))
     return int(ExitCode.OK)
 
 
 def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.commands.dry_run import run_dry_run
+    from ghost_backup.commands.run import run_backup
+    from ghost_backup.credentials.http import new_session
+    from ghost_backup.host.notify import notifier_from_env, watchdog_interval
+    from ghost_backup.report.alerts import HttpAlerts
+
     settings = _load_settings(args, env)
     if args.dry_run:
         sys.stdout.write(_REDACTOR.redact(run_dry_run(settings, build_deps(env))))
@@ -339,6 +363,10 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _cmd_alert(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.commands.alert import run_alert
+    from ghost_backup.credentials.http import new_session
+    from ghost_backup.report.alerts import HttpAlerts
+
     def sink(settings: Settings) -> AlertSink:
         return HttpAlerts(settings.alerts, new_session(), _REDACTOR)
 
@@ -347,6 +375,8 @@ def _cmd_alert(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _cmd_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.commands import config
+
     if args.config_action == "example":
         sys.stdout.write(config.run_config_example())
         return int(ExitCode.OK)
@@ -356,6 +386,8 @@ def _cmd_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _cmd_audit_host(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.commands.audit_host import run_audit_host
+
     text, code = run_audit_host(args.config, env, args.root, args.paths, as_json=args.json)
     sys.stdout.write(text)
     return int(code)
@@ -396,4 +428,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 def entry_point() -> None:
     """Console-script entry: exit with :func:`main`'s code."""
+    # No pydantic plugin is used; without this pydantic scans every installed distribution's
+    # entry points (importlib.metadata) at its first model. rclone's environment is
+    # allowlisted, so the variable goes no further.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
     sys.exit(main())
