@@ -174,9 +174,10 @@ EXIT_CODES: dict[ExitCode, ExitInfo] = {
         retry=False,
     ),
     ExitCode.TERMINATED: ExitInfo(
-        meaning=('terminated by SIGTERM/SIGINT (rclone stopped, config shredded)'),
-        detail=('SIGTERM/SIGINT arrived (shutdown, reboot, `systemctl stop`); rclone was stopped '
-                'and the config shredded'),
+        meaning=('terminated by a signal (rclone stopped, config shredded)'),
+        detail=('SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 or SIGUSR2 arrived (shutdown, reboot, '
+                '`systemctl stop`, a closed SSH session); rclone was stopped and the config '
+                'shredded'),
         action=("nothing if it was a shutdown: the next night's sync continues where this one "
                 'stopped (`Persistent=true` only catches up a start the timer *missed*, not an '
                 'interrupted run); `systemctl start ghost-backup` to finish it now'),
@@ -295,7 +296,7 @@ class DeleteGuardTripped(GhostBackupError):
 
 
 class Terminated(GhostBackupError):
-    """SIGTERM or SIGINT arrived; the run stopped and cleaned up."""
+    """A stop signal (SIGTERM, SIGINT, SIGHUP, ...) arrived; the run stopped and cleaned up."""
 
     exit_code = ExitCode.TERMINATED
 

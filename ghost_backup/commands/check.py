@@ -97,7 +97,7 @@ def run_check(settings: Settings, deps: Deps) -> tuple[CheckItem, ...]:
             items.append(CheckItem(name, True, step()))
             return True
         except Terminated:
-            raise  # SIGTERM/SIGINT stops the whole check, not one line of it
+            raise  # a stop signal stops the whole check, not one line of it
         except GhostBackupError as err:
             items.append(CheckItem(name, False, err.message, err.exit_code))
             return False

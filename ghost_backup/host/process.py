@@ -58,8 +58,16 @@ def resolve_executable(name: str, *, beside: Sequence[Path], search_path: str | 
     return found or name
 
 
+# Every signal whose default action would end the supervisor outright (no state file, no
+# alert, the run dir left for the next run to sweep): SIGHUP (an SSH session closing under a
+# manual restore), SIGQUIT (Ctrl-\\), SIGUSR1/SIGUSR2 (sent by mistake to "reload"). Each is
+# an orderly stop, like SIGTERM, exit 143. SIGPIPE stays ignored (Python's own default).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                signal.SIGUSR1, signal.SIGUSR2)
+
+
 class StopRequest:
-    """Turns SIGTERM/SIGINT into an orderly stop.
+    """Turns SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 into an orderly stop.
 
     Outside a child's life a signal raises :class:`Terminated` at once (nothing to wait
     for); while a child runs, or while cleanup runs, the signal is only recorded, and the
@@ -78,9 +86,9 @@ class StopRequest:
             raise Terminated(f"received {signal.Signals(signum).name}; stopping")
 
     def install(self) -> None:
-        """Install the handler for SIGTERM and SIGINT."""
-        signal.signal(signal.SIGTERM, self.handler)
-        signal.signal(signal.SIGINT, self.handler)
+        """Install the handler for every signal in ``STOP_SIGNALS``."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self.handler)
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
@@ -93,7 +101,7 @@ class StopRequest:
 
     @property
     def requested(self) -> bool:
-        """Return True once SIGTERM/SIGINT has arrived."""
+        """Return True once a stop signal has arrived."""
         return self.signum is not None
 
 
