@@ -19,6 +19,8 @@ def test_bench_quick_run_prints_every_table(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     for heading in ("ghost/bare", "(a) small files", "(b) same tree", "(c) many files",
                     "(d) 2 large files", "supervisor peak RSS", "start-up, process start",
-                    "JSON-line pipeline", "rclone tuning"):
+                    "JSON-line pipeline", "rclone tuning", "requests per night",
+                    "goals on a no-change night", "R2 operations per no-change night",
+                    "provider profile", "first credential request"):
         assert heading in done.stdout
     assert raw.read_text().startswith("{")
