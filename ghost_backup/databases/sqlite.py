@@ -7,6 +7,11 @@ about a second for 50 MB). With smaller steps a write from another connection re
 copy, and a busy writer could starve it. The copy goes to a spool file in the state
 directory (persistent disk, never tmpfs: databases can be large), created ``O_EXCL`` 0600
 and removed by the caller whatever happens.
+
+The unit mounts the source read-only (``ReadOnlyPaths=``). A rollback-journal database needs
+only a read lock; a WAL database needs its ``-shm`` file, which SQLite (3.22 and later) then
+uses read-only. Checked here: a WAL database on a read-only bind mount, copied while a writer
+outside the mount commits, passes ``integrity_check``.
 """
 
 from __future__ import annotations
