@@ -289,6 +289,9 @@ def summary_fields(report: RunReport) -> dict[str, object]:
         "deletes": s.deletes,
         "errors": s.errors,
         "duration_seconds": round((report.finished_at - report.started_at).total_seconds(), 3),
+        **({"databases_dumped": sum(d.ok for d in report.databases),
+            "databases_failed": sum(not d.ok for d in report.databases)}
+           if report.databases else {}),
     }
 
 

@@ -348,6 +348,7 @@ def test_failed_dumps_leave_no_object_alert_and_the_sync_still_runs(
     assert (stack.bucket_dir / "dir0").exists()
     (alert,) = stack.alerts.webhooks()
     assert alert["exit_code"] == 82
+    assert alert["summary"]["databases_failed"] == 3
     record_ = json.loads((stack.tmp / "state" / "last-run.json").read_text())
     assert [d["ok"] for d in record_["databases"]] == [False, False, False]
     _assert_clean(stack, db_password, result.stderr, check.stdout, check.stderr,
