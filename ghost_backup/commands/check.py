@@ -3,6 +3,7 @@ credentials, bucket listable). Writes nothing at the destination: the bucket is 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -109,7 +110,7 @@ def run_check(settings: Settings, deps: Deps) -> tuple[CheckItem, ...]:
     record("rclone", lambda: _check_rclone_version(settings, deps))
     record("source", lambda: _check_source(settings))
     for db in settings.databases:
-        record(f"database {db.name}", lambda db=db: check_database(settings, deps, db))  # type: ignore[misc]
+        record(f"database {db.name}", functools.partial(check_database, settings, deps, db))
     run_id = new_run_id(deps.clock())
     try:
         with command_scope(settings, deps, run_id) as scope:
@@ -202,16 +203,19 @@ def _run_client(argv: tuple[str, ...], env: dict[str, str], what: str, *, expect
 def _datadir_notes(settings: Settings, db: DatabaseSettings) -> str:
     notes = []
     for path in (db.datadir, db.path):
-        if path is None or not db.exclude_datadir:
+        if path is None:
             continue
         try:
             path.relative_to(settings.source.path)
         except ValueError:
             notes.append(f"{path} is outside the source, so the sync never copies it")
-        else:
-            notes.append(f"{path} is excluded from the file sync")
-    inside = settings.source.path / settings.destination.databases_path
-    if not settings.destination.path and inside.exists():
-        notes.append(f"warning: {inside} is excluded from the sync, as the dumps' prefix "
-                     "shares its name; set destination.databases_path to another name")
+            continue
+        notes.append(f"{path} is excluded from the file sync" if db.exclude_datadir else
+                     f"warning: {path} is synced file by file (exclude_datadir = false): "
+                     "that copy is torn; restore from the dump")
+    inside = rclone.dumps_prefix_in_mirror(settings)
+    if inside is not None and (settings.source.path / inside).exists():
+        notes.append(f"warning: {settings.source.path / inside} is left out of the sync, as "
+                     "the dumps' prefix has its name; set destination.databases_path to "
+                     "another name")
     return "; " + "; ".join(notes) if notes else ""

@@ -415,14 +415,25 @@ def build_database_excludes(settings: Settings) -> tuple[str, ...]:
         if db.path is not None and (rel := _relative_to_source(settings, db.path)):
             exact = "/" + escape_filter_path(rel)
             patterns += [exact, f"{exact}-wal", f"{exact}-shm", f"{exact}-journal"]
-    dest = settings.destination
-    if settings.databases:
-        inside = dest.databases_path if not dest.path else (
-            dest.databases_path.removeprefix(dest.path + "/")
-            if dest.databases_path.startswith(dest.path + "/") else None)
-        if inside is not None:
-            patterns.append(f"/{escape_filter_path(inside)}/**")
+    inside = dumps_prefix_in_mirror(settings)
+    if inside is not None:
+        patterns.append(f"/{escape_filter_path(inside)}/**")
     return tuple(patterns)
+
+
+def dumps_prefix_in_mirror(settings: Settings) -> str | None:
+    """Return where the dumps' prefix lies inside the synced prefix (relative to it), or None.
+
+    None also when no database is configured (nothing to protect).
+    """
+    dest = settings.destination
+    if not settings.databases:
+        return None
+    if not dest.path:
+        return dest.databases_path
+    if dest.databases_path.startswith(dest.path + "/"):
+        return dest.databases_path.removeprefix(dest.path + "/")
+    return None
 
 
 def _object_flags(settings: Settings, config_path: Path, work_dir: Path) -> tuple[str, ...]:
