@@ -20,6 +20,7 @@ import json
 import os
 import secrets
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -105,7 +106,10 @@ record "$alert" alert
 
 # 3: systemctl stop while rclone runs (a fresh bucket, so there is something to transfer).
 systemctl set-environment BACKUP_BUCKET=__STOP_BUCKET__
-systemctl start "$svc"   # Type=notify: returns at READY=1, when rclone has started
+systemctl start "$svc"   # Type=notify: returns at READY=1, before the database dumps
+for _ in $(seq 1 300); do  # the sync's STATUS= says rclone runs
+  case "$(systemctl show -p StatusText --value "$svc")" in syncing*) break;; esac; sleep 0.1
+done
 sleep 1
 systemctl stop "$svc"
 record "$svc" stopped
@@ -357,6 +361,25 @@ def _servers(tmp: Path) -> Iterator[tuple[S3Server, DevProxy, DevProxy, AlertRec
         s3.stop()
 
 
+# Ghost's SQLite database in the source: the unit dumps it through the backup API from the
+# read-only source (ReadOnlyPaths=, and a read-only bind here) into its StateDirectory spool.
+SQLITE_PATH = "ghost/content/data/ghost.db"
+SQLITE_ROWS = 500
+SQLITE_TABLE = ('\n[[database]]\nname = "ghost"\nkind = "sqlite"\n'
+                f'path = "/var/mnt/storage/{SQLITE_PATH}"\n')
+
+
+def _write_sqlite(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("CREATE TABLE posts(id INTEGER PRIMARY KEY, html TEXT)")
+        con.executemany("INSERT INTO posts VALUES (?, ?)",
+                        ((i, f"<p>post {i}</p>" * 10) for i in range(SQLITE_ROWS)))
+    con.close()
+    path.chmod(0o644)
+
+
 def run_scenario(tmp: Path, install: Install) -> Evidence:
     """Boot the container once and run the whole scenario; return what it left in /out."""
     root = tmp / "nspawn"
@@ -365,6 +388,7 @@ def run_scenario(tmp: Path, install: Install) -> Evidence:
     make_tree(source, SOURCE_FILES, max_size=SOURCE_MAX_SIZE)
     (source / "ghost-compose").mkdir()
     (source / "ghost-compose" / ".env.production").write_text("database__password=not-synced\n")
+    _write_sqlite(source / SQLITE_PATH)
     _write_units(root / "units", install)
     with _servers(tmp) as (s3, proxy, failing, receiver):
         (root / "config.toml").write_text(render_toml({
@@ -376,12 +400,12 @@ def run_scenario(tmp: Path, install: Install) -> Evidence:
             "alerts": {"webhook_url": f"{receiver.url}/hook",
                        "healthcheck_url": receiver.healthcheck_url, "attempts": 1,
                        "timeout_seconds": 5},
-        }))
+        }) + SQLITE_TABLE)
         (root / "config-credential.toml").write_text(render_toml({
             "destination": {"bucket": BUCKET, "endpoint": s3.endpoint},
             "credentials": {"source": "systemd-credential"},
             "rclone": {"binary": install.rclone, "stats_interval_seconds": 1},
-        }))
+        }) + SQLITE_TABLE)
         _write_credential(root / "credential.json", s3)
         (root / "probe.sh").write_text(
             PROBE_SCRIPT.replace("__SETUP__", install.setup)

@@ -8,8 +8,10 @@ Skipped, with the reason printed, only when the machine cannot boot a container 
 from __future__ import annotations
 
 import filecmp
+import gzip
 import json
 import re
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +21,8 @@ import pytest
 from ghost_backup.errors import ExitCode
 from tests.helpers import find_canaries
 from tests.system.nspawn import (
+    SQLITE_PATH,
+    SQLITE_ROWS,
     Evidence,
     Install,
     cannot_boot_reason,
@@ -70,10 +74,25 @@ def test_started_unit_succeeds_with_exit_0_and_objects_at_destination(booted: Ev
                                                                        ) -> None:
     show = booted.show["success"]
     assert (show["Result"], show["ExecMainCode"], show["ExecMainStatus"]) == ("success", "1", "0")
-    expected = [p for p in _files(booted.source) if p.parts[0] != "ghost-compose"]
-    assert _files(booted.bucket_dir) == expected
+    expected = [p for p in _files(booted.source)
+                if p.parts[0] != "ghost-compose" and p != Path(SQLITE_PATH)]
+    assert [p for p in _files(booted.bucket_dir) if p.parts[0] != "databases"] == expected
     assert all(filecmp.cmp(booted.source / p, booted.bucket_dir / p, shallow=False)
                for p in expected)
+
+
+def test_the_unit_dumps_the_sqlite_database_from_the_read_only_source(booted: Evidence,
+                                                                      tmp_path: Path) -> None:
+    dumps = [p for p in _files(booted.bucket_dir) if p.parts[0] == "databases"]
+    assert dumps, "no dump object"
+    assert all(p.parts[1] == "ghost" and p.name.endswith(".sqlite.gz") for p in dumps)
+    copy = tmp_path / "ghost.db"
+    copy.write_bytes(gzip.decompress((booted.bucket_dir / dumps[0]).read_bytes()))
+    con = sqlite3.connect(copy)
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert con.execute("SELECT COUNT(*) FROM posts").fetchone() == (SQLITE_ROWS,)
+    con.close()
+    assert any("database ghost: dump stored as" in m for m in booted.messages("success"))
 
 
 def test_watchdog_pings_keep_the_unit_alive_while_rclone_runs(booted: Evidence) -> None:
