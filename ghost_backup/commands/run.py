@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, cast
 
 from ghost_backup import rclone
 from ghost_backup.commands.context import (
@@ -29,7 +30,6 @@ from ghost_backup.commands.context import (
     new_run_id,
     open_hash_cache,
 )
-from ghost_backup.commands.dumps import DumpOutcome, run_dumps
 from ghost_backup.commands.guards import check_source
 from ghost_backup.credentials.sources import CredentialSource, build_source
 from ghost_backup.errors import DatabaseFailed, ExitCode, GhostBackupError, RcloneFailed
@@ -46,6 +46,9 @@ from ghost_backup.rclone.progress import (
 from ghost_backup.report import metrics, state
 from ghost_backup.report.alerts import AlertEvent
 from ghost_backup.settings import Settings
+
+if TYPE_CHECKING:  # the dump modules load only when a [[database]] is configured
+    from ghost_backup.commands.dumps import DumpOutcome
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +157,8 @@ def _dump_databases(settings: Settings, deps: Deps, window: Window,
     deps.notifier.send("READY=1")
     deps.notifier.send(f"STATUS=dumping {len(settings.databases)} database(s) "
                        f"(run {window.run_id})")
+    from ghost_backup.commands.dumps import run_dumps  # noqa: PLC0415 -- only when configured
+
     outcomes: tuple[DumpOutcome, ...] = ()
     try:
         outcomes = run_dumps(settings, deps, window, watchdog_tick(deps))
@@ -228,9 +233,7 @@ def _int(value: object) -> int | None:
 
 
 def _dumps(value: object) -> tuple[DumpOutcome, ...]:
-    if isinstance(value, tuple):
-        return tuple(v for v in value if isinstance(v, DumpOutcome))
-    return ()
+    return cast("tuple[DumpOutcome, ...]", value) if isinstance(value, tuple) else ()
 
 
 def _str(value: object) -> str | None:
