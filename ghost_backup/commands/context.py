@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterator, Mapping
@@ -94,25 +95,36 @@ class Scope:
     settings: Settings
     run_id: str
     _stack: contextlib.ExitStack
+    _runtime_fd: int
 
     def open_window(self, credentials: Credentials) -> Window:
         """Create the per-run tmpfs dir with the rclone config; it is shredded at scope exit.
 
-        The config holds no key (keys travel in rclone's environment only).
+        Both are created from the runtime dir's file descriptor (opened and checked by
+        :func:`command_scope`), and the runtime path must still name that directory before
+        rclone gets paths below it. The config holds no key (keys travel in rclone's
+        environment only).
         """
         runtime_dir = self.settings.runtime.dir
         try:
-            run_dir = runtime.create_run_dir(runtime_dir, self.run_id)
+            run_dir = runtime.create_run_dir(runtime_dir, self.run_id, self._runtime_fd)
         except OSError as err:  # a full tmpfs (ENOSPC), inodes exhausted (EMFILE...)
             raise RuntimeUnsafe(
                 f"cannot create the run directory in {runtime_dir}: {err.strerror}") from None
-        self._stack.callback(runtime.remove_run_dir, run_dir)
+        self._stack.callback(runtime.remove_run_dir_at, run_dir, self._runtime_fd)
         try:
-            config_path = files.write_private_file(
-                run_dir, rclone.CONFIG_NAME, rclone.render_config(self.settings))
+            run_fd = runtime.open_run_dir(run_dir, self._runtime_fd)
+            try:
+                config_path = files.write_private_file(
+                    run_dir, rclone.CONFIG_NAME, rclone.render_config(self.settings), run_fd)
+            finally:
+                os.close(run_fd)
         except OSError as err:
             raise RuntimeUnsafe(
                 f"cannot write the rclone config in {runtime_dir}: {err.strerror}") from None
+        if not runtime.same_directory(runtime_dir, self._runtime_fd):
+            raise RuntimeUnsafe(f"runtime dir {runtime_dir} was replaced during the run; "
+                                "refusing to hand rclone paths below it")
         return Window(self.run_id, credentials, run_dir, config_path)
 
     def on_exit(self, callback: Callable[[], object]) -> None:
@@ -131,12 +143,13 @@ def command_scope(settings: Settings, deps: Deps, run_id: str) -> Iterator[Scope
     """
     stack = contextlib.ExitStack()
     try:
-        runtime.ensure_runtime_dir(settings.runtime.dir)
-        lock_fd = runtime.acquire_lock(settings.runtime.dir)
+        runtime_fd = runtime.open_runtime_dir(settings.runtime.dir)
+        stack.callback(os.close, runtime_fd)  # closed last, after every cleanup
+        lock_fd = runtime.acquire_lock(settings.runtime.dir, runtime_fd)
         stack.callback(runtime.release_lock, lock_fd)
         for stale in runtime.remove_stale_run_dirs(settings.runtime.dir):
             log.warning("removed stale run directory %s left by a run that died", stale.name)
-        yield Scope(settings, run_id, stack)
+        yield Scope(settings, run_id, stack, runtime_fd)
     finally:
         with deps.stop.deferred():
             deps.notifier.send("STOPPING=1")

@@ -14,11 +14,13 @@ import os
 from pathlib import Path
 
 
-def write_private_file(directory: Path, name: str, content: str) -> Path:
-    """Create ``directory/name`` exclusively with mode 0600 and write ``content``."""
+def write_private_file(directory: Path, name: str, content: str,
+                       dir_fd: int | None = None) -> Path:
+    """Create ``directory/name`` exclusively with mode 0600 and write ``content``; relative to
+    ``dir_fd`` (``directory``, opened and checked) when given."""
     path = directory / name
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o600)
+    fd = os.open(path if dir_fd is None else name, flags, 0o600, dir_fd=dir_fd)
     try:
         os.fchmod(fd, 0o600)
         data = memoryview(content.encode())
@@ -26,22 +28,26 @@ def write_private_file(directory: Path, name: str, content: str) -> Path:
             data = data[os.write(fd, data):]
     except BaseException:
         os.close(fd)
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(path if dir_fd is None else name, dir_fd=dir_fd)
         raise
     os.close(fd)
     return path
 
 
-def shred_file(path: Path) -> None:
-    """Overwrite ``path`` with zeros, fsync, unlink (a symlink is unlinked, never followed).
+def shred_file(path: Path | str, dir_fd: int | None = None) -> None:
+    """Overwrite ``path`` with zeros, fsync, unlink (a symlink is unlinked, never followed);
+    ``path`` is a name relative to ``dir_fd`` when that is given.
 
     Defence in depth only: on tmpfs with a short life the real guarantee is that the bytes
     never reached a disk (shred(1) itself cannot promise more on modern filesystems).
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                     dir_fd=dir_fd)
     except OSError:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path, dir_fd=dir_fd)
         return
     try:
         size = os.fstat(fd).st_size
@@ -50,7 +56,8 @@ def shred_file(path: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
-    path.unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path, dir_fd=dir_fd)
 
 
 def write_file_atomically(path: Path, text: str, mode: int) -> None:

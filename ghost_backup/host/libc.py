@@ -20,6 +20,15 @@ class _StatFs(ctypes.Structure):
     _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 256)]
 
 
+def read_fs_magic_fd(fd: int) -> int:
+    """Return the filesystem magic number (fstatfs f_type) of the open file ``fd``."""
+    buf = _StatFs()
+    if libc.fstatfs(fd, ctypes.byref(buf)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(buf.f_type) & 0xFFFFFFFF
+
+
 def read_fs_magic(path: Path) -> int:
     """Return the filesystem magic number (statfs f_type) of ``path``."""
     buf = _StatFs()

@@ -9,6 +9,7 @@ cannot promise more on modern filesystems); tmpfs plus a short life is the real 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -18,18 +19,25 @@ from pathlib import Path
 
 from ghost_backup.errors import RuntimeUnsafe, TemporaryFailure
 from ghost_backup.host.files import shred_file
-from ghost_backup.host.libc import RAMFS_MAGIC, TMPFS_MAGIC, read_fs_magic
+from ghost_backup.host.libc import RAMFS_MAGIC, TMPFS_MAGIC, read_fs_magic_fd
+from ghost_backup.host.paths import find_unsafe_ancestor
 
 log = logging.getLogger(__name__)
 
 RUN_DIR_PREFIX = "run-"
 LOCK_NAME = "lock"
 
-def ensure_runtime_dir(path: Path) -> None:
-    """Make sure ``path`` is a private directory on tmpfs/ramfs; create it (0700) if missing.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-    Raise RuntimeUnsafe if it is a symlink, not a directory, not ours, readable by others,
-    or on a persistent filesystem. Nothing secret exists yet when this runs.
+
+def open_runtime_dir(path: Path) -> int:
+    """Make sure ``path`` is a private directory on tmpfs/ramfs (create it, 0700, if missing)
+    and return a file descriptor of it: everything after the checks works from that fd.
+
+    Checked: every directory above it belongs to root or to us and no one else can write to
+    it (else its owner could swap ours for a link to persistent disk after the check), it is
+    not a symlink, it is ours, mode 0700, on tmpfs/ramfs. Raise RuntimeUnsafe otherwise.
+    Nothing secret exists yet when this runs.
     """
     try:
         os.mkdir(path, 0o700)
@@ -38,12 +46,47 @@ def ensure_runtime_dir(path: Path) -> None:
     except OSError as err:
         raise RuntimeUnsafe(f"cannot create runtime dir {path}: {err.strerror}") from None
     try:
+        problem = find_unsafe_ancestor(path.parent.resolve(strict=True) / path.name)
+    except OSError as err:
+        raise RuntimeUnsafe(f"cannot inspect the parents of runtime dir {path}: "
+                            f"{err.strerror}") from None
+    if problem is not None:
+        raise RuntimeUnsafe(f"runtime dir {path} is not safe: {problem}, so another user "
+                            "could swap it for a link to persistent disk")
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError as err:  # ELOOP: a symlink; ENOTDIR: a file
+        raise RuntimeUnsafe(f"runtime dir {path} is not a plain directory "
+                            f"({err.strerror})") from None
+    try:
+        _check_runtime_fd(path, fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def ensure_runtime_dir(path: Path) -> None:
+    """Make sure ``path`` is a safe runtime directory (see :func:`open_runtime_dir`)."""
+    os.close(open_runtime_dir(path))
+
+
+def same_directory(path: Path, fd: int) -> bool:
+    """Return True if ``path`` still names the directory open as ``fd`` (not swapped)."""
+    try:
         st = os.lstat(path)
-        magic = read_fs_magic(path)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _check_runtime_fd(path: Path, fd: int) -> None:
+    try:
+        st = os.fstat(fd)
+        magic = read_fs_magic_fd(fd)
     except OSError as err:
         raise RuntimeUnsafe(f"cannot inspect runtime dir {path}: {err.strerror}") from None
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise RuntimeUnsafe(f"runtime dir {path} is not a plain directory")
     if st.st_uid != os.geteuid():
         raise RuntimeUnsafe(f"runtime dir {path} is owned by uid {st.st_uid}, not us")
     if st.st_mode & 0o077:
@@ -57,8 +100,9 @@ def ensure_runtime_dir(path: Path) -> None:
         )
 
 
-def acquire_lock(runtime_dir: Path) -> int:
-    """Take the single-run lock in ``runtime_dir``; return its fd (held until closed).
+def acquire_lock(runtime_dir: Path, dir_fd: int | None = None) -> int:
+    """Take the single-run lock in ``runtime_dir`` (opened as ``dir_fd`` when given); return
+    its fd (held until closed).
 
     Raise TemporaryFailure naming the holder's pid if another run holds it, RuntimeUnsafe if
     the lock path is not a plain file of ours (a FIFO, a directory, a symlink, a device).
@@ -67,7 +111,8 @@ def acquire_lock(runtime_dir: Path) -> int:
     # O_NONBLOCK: opening a FIFO must not hang; a directory fails with EISDIR.
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        fd = os.open(path, flags, 0o600)
+        fd = (os.open(path, flags, 0o600) if dir_fd is None
+              else os.open(LOCK_NAME, flags, 0o600, dir_fd=dir_fd))
     except OSError as err:
         raise RuntimeUnsafe(f"cannot open the lock {path}: {err.strerror}") from None
     st = os.fstat(fd)
@@ -110,12 +155,39 @@ def remove_stale_run_dirs(runtime_dir: Path) -> list[Path]:
     return removed
 
 
-def create_run_dir(runtime_dir: Path, run_id: str) -> Path:
-    """Create and return the per-run directory ``<runtime_dir>/run-<run_id>`` (mode 0700)."""
-    path = runtime_dir / f"{RUN_DIR_PREFIX}{run_id}"
-    os.mkdir(path, 0o700)
-    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask; make it exact
-    return path
+def create_run_dir(runtime_dir: Path, run_id: str, dir_fd: int | None = None) -> Path:
+    """Create and return the per-run directory ``<runtime_dir>/run-<run_id>`` (mode 0700),
+    relative to ``dir_fd`` (the runtime dir, opened and checked) when given."""
+    name = f"{RUN_DIR_PREFIX}{run_id}"
+    os.mkdir(name if dir_fd is not None else runtime_dir / name, 0o700, dir_fd=dir_fd)
+    fd = os.open(name if dir_fd is not None else runtime_dir / name, _DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        os.fchmod(fd, 0o700)  # mkdir's mode is filtered by the umask; make it exact
+    finally:
+        os.close(fd)
+    return runtime_dir / name
+
+
+def open_run_dir(run_dir: Path, dir_fd: int) -> int:
+    """Return an fd of ``run_dir``, opened relative to the runtime dir's ``dir_fd``."""
+    return os.open(run_dir.name, _DIR_FLAGS, dir_fd=dir_fd)
+
+
+def remove_run_dir_at(run_dir: Path, dir_fd: int) -> None:
+    """Like :func:`remove_run_dir`, relative to the runtime dir's ``dir_fd``: even if the
+    runtime path was swapped since, the files shredded are the ones written."""
+    name = run_dir.name
+    for _top, dirs, names, fd in os.fwalk(name, topdown=False, follow_symlinks=False,
+                                          dir_fd=dir_fd):
+        for entry in names:
+            shred_file(entry, dir_fd=fd)
+        for entry in dirs:
+            if stat.S_ISLNK(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                os.unlink(entry, dir_fd=fd)
+            else:
+                os.rmdir(entry, dir_fd=fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(name, dir_fd=dir_fd)
 
 
 def remove_run_dir(path: Path) -> None:

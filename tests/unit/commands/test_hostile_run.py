@@ -23,6 +23,7 @@ from tests.unit.commands.test_sequencing import (
     CANARY_SECRET,
     FakeProxy,
     Recorder,
+    _calls,
     _deps,
     _no_leftovers,
     _rclone,
@@ -126,3 +127,65 @@ def test_a_lock_path_that_is_not_a_plain_file_is_73_before_any_fetch(
         lock.rmdir()
     else:
         lock.unlink()
+
+
+# Hostile review, item 5: the runtime dir is checked by path, then used from a file descriptor.
+
+def test_a_runtime_dir_below_a_directory_another_user_owns_is_73_before_any_fetch(
+    world: dict[str, Path],
+) -> None:
+    parent = world["runtime"].with_name(world["runtime"].name + "-parent")
+    parent.mkdir(mode=0o755)
+    os.chown(parent, 12345, 12345)  # its owner could rename ghost/ and plant a link
+    runtime = parent / "ghost"
+    try:
+        events: list[str] = []
+        report = run_command.run_backup(
+            _settings({**world, "runtime": runtime}, _rclone(world["tools"])),
+            _deps(FakeProxy(events=events), Recorder(runtime, events)))
+        assert report.exit_code == ExitCode.RUNTIME_UNSAFE, report.message
+        assert f"{parent} is owned by uid 12345" in report.message
+        assert "fetch" not in events
+    finally:
+        for path in sorted(parent.rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+        parent.rmdir()
+
+
+class _SwappingProxy(FakeProxy):
+    """Answers, then swaps the runtime dir for a link to persistent disk (a race the check
+    by path alone cannot see)."""
+
+    def __init__(self, events: list[str], runtime: Path, disk: Path) -> None:
+        super().__init__(events=events)
+        self.runtime, self.disk = runtime, disk
+
+    def get(self, url: str, **kwargs: object) -> object:
+        answer = super().get(url, **kwargs)
+        self.runtime.rename(self.runtime.with_name(self.runtime.name + ".moved"))
+        self.runtime.symlink_to(self.disk)
+        return answer
+
+
+def test_a_runtime_dir_swapped_for_a_link_during_the_fetch_never_reaches_persistent_disk(
+    world: dict[str, Path], tmp_path: Path,
+) -> None:
+    disk = tmp_path / "persistent"
+    disk.mkdir()
+    runtime = world["runtime"]
+    moved = runtime.with_name(runtime.name + ".moved")
+    events: list[str] = []
+    proxy = _SwappingProxy(events, runtime, disk)
+    try:
+        report = run_command.run_backup(_settings(world, _rclone(world["tools"])),
+                                        _deps(proxy, Recorder(runtime, events)))
+        assert report.exit_code == ExitCode.RUNTIME_UNSAFE, report.message
+        assert "was replaced" in report.message
+        assert list(disk.iterdir()) == []  # nothing written through the link
+        assert sorted(p.name for p in moved.iterdir()) == ["lock"]  # run dir shredded by fd
+        assert _calls(world["tools"]) == ["version nokeys"]  # rclone never got the keys
+    finally:
+        if runtime.is_symlink():
+            runtime.unlink()
+        if moved.exists():
+            moved.rename(runtime)
