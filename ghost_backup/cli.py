@@ -138,8 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.add_argument("--path", dest="paths", action="extend", nargs="+", type=Path,
                        default=[], metavar="EXTRA", help="also scan these files or directories")
-    audit.add_argument("--root", type=Path, default=Path("/"),
+    audit.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",
                        help="audit the host whose / is at this directory (a mounted image)")
+    _add_command(
+        sub, "completion", summary="print the bash completion script",
+        description="Print a bash completion script generated from this parser. The sysext "
+                    "image installs it as\n/usr/share/bash-completion/completions/ghost-backup.",
+        examples=["ghost-backup completion bash > ~/.local/share/bash-completion/completions/"
+                  "ghost-backup"]
+    ).add_argument("shell", choices=["bash"], help="the shell (bash only)")
     alert = _add_command(
         sub, "alert", summary="report a failed unit to the alert channels (OnFailure=)",
         description="Send the failure of a systemd unit to the configured alert channels, with "
@@ -310,9 +317,8 @@ def _cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _cmd_restore_db(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ghost_backup.commands import restore_db
-    from ghost_backup.settings import load_settings
 
-    settings = load_settings(args.config, env)
+    settings = _load_settings(args, env)
     request = restore_db.RestoreDbRequest(
         name=args.name, as_of=args.as_of, to_container=args.to_container,
         to_socket=args.to_socket, to_file=args.to_file, dry_run=args.dry_run,
@@ -385,6 +391,13 @@ def _cmd_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return int(result.exit_code)
 
 
+def _cmd_completion(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.completion import render_bash_completion
+
+    sys.stdout.write(render_bash_completion(build_parser()))
+    return int(ExitCode.OK)
+
+
 def _cmd_audit_host(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ghost_backup.commands.audit_host import run_audit_host
 
@@ -398,6 +411,7 @@ _COMMANDS = {
     "run": _cmd_run, "alert": _cmd_alert, "check": _cmd_check,
     "restore": _cmd_restore, "restore-db": _cmd_restore_db, "verify": _cmd_verify,
     "status": _cmd_status, "audit-host": _cmd_audit_host, "config": _cmd_config,
+    "completion": _cmd_completion,
 }
 
 

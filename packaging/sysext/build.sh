@@ -115,7 +115,13 @@ done
 # Merging the image arms the timer: no `systemctl enable` (which would write to /etc).
 install -m 0644 "$here/10-ghost-backup.conf" \
   "$app/usr/lib/systemd/system/timers.target.d/10-ghost-backup.conf"
-install -m 0644 "$here/config.example.toml" "$app/usr/share/ghost-backup/config.example.toml"
+# The annotated example config and the bash completion, printed by the bundle just built:
+# the image ships exactly what `ghost-backup config example` / `completion bash` print.
+bundle="$app/usr/lib/ghost-backup/ghost-backup"
+env -i PATH=/usr/bin:/bin "$bundle" config example > "$app/usr/share/ghost-backup/config.example.toml"
+mkdir -p "$app/usr/share/bash-completion/completions"
+env -i PATH=/usr/bin:/bin "$bundle" completion bash \
+  > "$app/usr/share/bash-completion/completions/ghost-backup"
 # The units' example drop-ins, for operators to copy into /etc/systemd/system/UNIT.d/.
 for example in packaging/systemd/*.d/*.conf.example; do
   [[ -e "$example" ]] || continue

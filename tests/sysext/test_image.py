@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ghost_backup.cli import build_parser
+from ghost_backup.completion import render_bash_completion
+from ghost_backup.config_example import render_example_toml
 from ghost_backup.settings import parse_settings
 from tests.helpers import Stack, find_canaries, make_tree
 from tests.sysext.image import (
@@ -139,10 +142,19 @@ def test_app_image_carries_bundle_units_upholds_dropin_and_example_config(
                   for p in (tree / "usr/share/ghost-backup/examples").rglob("*.example")
                   ) == examples
 
+    # The image ships the full example `ghost-backup config example` prints (issue 18), not a
+    # Flatcar-only starter: rclone.binary keeps its default "rclone", which the bundle finds on
+    # the unit's PATH as the rclone image's /usr/bin/rclone (`check` names the binary it uses).
     example = tree / "usr/share/ghost-backup/config.example.toml"
+    assert example.read_text() == render_example_toml()
     settings = parse_settings(tomllib.loads(example.read_text()), {})
     assert settings.source.path == Path("/var/mnt/storage")
-    assert settings.rclone.binary == "/usr/bin/rclone"
+    assert settings.rclone.binary == "rclone"
+    assert shutil.which("rclone", path=str(sysext.rclone_tree / "usr/bin")) == str(
+        sysext.rclone_tree / "usr/bin/rclone")
+
+    completion = tree / "usr/share/bash-completion/completions/ghost-backup"
+    assert completion.read_text() == render_bash_completion(build_parser())
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 UNITS_DIR = REPO / "packaging" / "systemd"
 UNIT_FILES = ("ghost-backup.service", "ghost-backup.timer", "ghost-backup-alert@.service")
 SERVICE = "ghost-backup.service"
-ALERT_UNIT = "ghost-backup-alert@ghost-backup.service.service"
+ALERT_UNIT = "ghost-backup-alert@ghost-backup.service"
 BUCKET = "ghost-system"
 STOP_BUCKET = "ghost-stopped"
 BOOT_TIMEOUT_SECONDS = 150
@@ -56,7 +56,7 @@ PROBE_SCRIPT = r"""#!/bin/sh
 set -u
 out=/out
 svc=ghost-backup.service
-alert=ghost-backup-alert@ghost-backup.service.service
+alert=ghost-backup-alert@ghost-backup.service
 props="-p Result -p ExecMainStatus -p ExecMainCode -p InvocationID -p ActiveState -p NRestarts"
 props="$props -p WatchdogUSec"
 
@@ -326,7 +326,7 @@ def _write_units(units: Path, install: Install) -> None:
         "[Service]\nWatchdogSec=4s\n")
     if install.dropin:
         for unit in ("ghost-backup.service", "ghost-backup-alert@.service"):
-            exe_args = "run" if unit == SERVICE else "alert --unit %i"
+            exe_args = "run" if unit == SERVICE else "alert --unit %i.service"
             (units / f"{unit}.d").mkdir(exist_ok=True)
             (units / f"{unit}.d" / "50-system-test.conf").write_text(
                 install.dropin.replace("{args}", exe_args))

@@ -23,7 +23,7 @@ def test_top_help_describes_the_tool_and_lists_every_exit_code() -> None:
 
 
 @pytest.mark.parametrize("command", ["run", "check", "status", "restore", "verify", "config",
-                                     "audit-host", "alert"])
+                                     "audit-host", "alert", "completion"])
 def test_every_command_has_a_description_and_examples(command: str) -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")

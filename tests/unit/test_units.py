@@ -59,7 +59,7 @@ def installed_root(tmp_path: Path) -> Path:
 def test_units_pass_systemd_analyze_verify_without_a_warning(installed_root: Path) -> None:
     etc = installed_root / "etc/systemd/system"
     done = _analyze("verify", f"--root={installed_root}", "--man=no", *UNITS,
-                    "ghost-backup-alert@ghost-backup.service.service", cwd=etc)
+                    "ghost-backup-alert@ghost-backup.service", cwd=etc)
     assert done.returncode == 0, done.stderr
     assert done.stdout + done.stderr == ""
 
