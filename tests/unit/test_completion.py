@@ -34,7 +34,7 @@ def test_script_is_valid_bash_and_registers_itself(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("words", "expected"), [
-    (("r",), ["restore", "run"]),
+    (("r",), ["restore", "restore-db", "run"]),
     (("config", ""), ["--config", "--help", "--verbose", "-h", "-v", "example", "validate"]),
     (("config", "validate", "--j"), ["--json"]),
     (("--config", "x.toml", "run", "--d"), ["--dry-run"]),
