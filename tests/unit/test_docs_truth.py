@@ -27,7 +27,7 @@ from ghost_backup.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PACKAGING = sorted(p for p in (ROOT / "packaging").rglob("*") if p.is_file())
-SECTIONS = "|".join(Settings.model_fields)
+SECTIONS = "|".join([*Settings.model_fields, "database"])
 GLOBAL_FLAGS = {"--config", "-v", "--verbose", "-h", "--help"}
 
 
@@ -56,9 +56,12 @@ def config_path_exists(dotted: str) -> bool:
     """Return whether ``section.key[.key...]`` is a field of the settings model."""
     model: type[BaseModel] | None = Settings
     for part in dotted.split("."):
-        if model is None or part not in model.model_fields:
+        fields = {} if model is None else {
+            name: info for key, info in model.model_fields.items()
+            for name in (key, info.alias) if name}  # [[database]] is the alias of databases
+        if part not in fields:
             return False
-        model = model_of(model.model_fields[part].annotation)
+        model = model_of(fields[part].annotation)
     return True
 
 
@@ -108,6 +111,8 @@ def test_every_toml_example_in_the_docs_uses_real_keys(doc: Path) -> None:
             path = f"{prefix}.{key}" if prefix else key
             if isinstance(value, dict):
                 out += walk(value, path)
+            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                out += [p for item in value for p in walk(item, path)]  # [[array.of.tables]]
             elif not config_path_exists(path):
                 out.append(path)
         return out
@@ -213,8 +218,8 @@ def test_the_invocation_checker_catches_what_it_should() -> None:
 
 # --- exit codes -------------------------------------------------------------------------------
 
-# The claim and the paragraph before it: rclone's own codes (7, 9, 10) are named in a
-# paragraph about rclone.
+# The claim and the paragraph before it: rclone's own codes (7, 9, 10), a helper's or a
+# dump's are named in a paragraph about them.
 _EXIT_CLAIM = re.compile(r"((?:[^\n]|\n(?!\s*\n)){0,300})\bexit(?:s|ed)?(?: code| status| with)?"
                          r"\s+(\d{1,3})\b")
 
@@ -223,7 +228,7 @@ _EXIT_CLAIM = re.compile(r"((?:[^\n]|\n(?!\s*\n)){0,300})\bexit(?:s|ed)?(?: code
 def test_every_exit_code_in_the_docs_is_in_the_table(doc: Path) -> None:
     known = {int(code) for code in ExitCode}
     wrong = [f"exit {code} after {before[-60:].strip()!r}" for before, code in _EXIT_CLAIM.findall(
-        doc.read_text()) if int(code) not in known and not re.search(r"rclone|helper", before)]
+        doc.read_text()) if int(code) not in known and not re.search(r"rclone|helper|dump", before)]
     assert wrong == []
 
 
