@@ -11,6 +11,7 @@ import argparse
 import re
 import shutil
 import subprocess
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,6 @@ def _toml_blocks(text: str) -> list[str]:
 
 @pytest.mark.parametrize("doc", DOCS, ids=_ids(DOCS))
 def test_every_toml_example_in_the_docs_uses_real_keys(doc: Path) -> None:
-    import tomllib  # noqa: PLC0415
-
     def walk(data: dict[str, Any], prefix: str) -> list[str]:
         out = []
         for key, value in data.items():
@@ -303,3 +302,11 @@ def test_on_failure_passes_the_unit_name_without_its_suffix() -> None:
     # handler's instance "ghost-backup.service", its name ...@ghost-backup.service.service.
     unit = (ROOT / "packaging" / "systemd" / "ghost-backup.service").read_text()
     assert "OnFailure=ghost-backup-alert@%N.service" in unit
+
+
+def test_the_package_documentation_url_is_the_units() -> None:
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    units = ROOT / "packaging" / "systemd"
+    for unit in sorted([*units.glob("*.service"), *units.glob("*.timer")]):
+        found = re.findall(r"^Documentation=(\S+)$", unit.read_text(), re.M)
+        assert found == [urls["Documentation"]], unit.name
