@@ -186,7 +186,24 @@ def check_database(settings: Settings, deps: Deps, db: DatabaseSettings) -> str:
         _run_client(mysql.build_inspect_argv(db), env, "inspect the container", expect="true")
     _run_client(mysql.build_probe_argv(db), env, "log in", expect="1")
     schemas = fetch_schemas(db, env)
+    other = _non_innodb(db, env, schemas)
+    if other:
+        notes += (f"; warning: {len(other)} table(s) not InnoDB ({', '.join(other[:3])}): "
+                  "a dump is consistent only for InnoDB tables")
     return f"{where}: user {db.user} logs in; would dump {', '.join(schemas)}{notes}"
+
+
+def _non_innodb(db: DatabaseSettings, env: dict[str, str], schemas: tuple[str, ...]
+                ) -> list[str]:
+    try:
+        done = run_bounded(mysql.build_non_innodb_argv(db, schemas), env,
+                           timeout_seconds=LIST_TIMEOUT_SECONDS)
+    except OSError:
+        return []
+    if done.returncode != 0 or done.timed_out:
+        return []
+    return [line.strip() for line in done.stdout.decode("utf-8", "replace").splitlines()
+            if line.strip()]
 
 
 def _run_client(argv: tuple[str, ...], env: dict[str, str], what: str, *, expect: str) -> None:

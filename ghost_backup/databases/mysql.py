@@ -106,6 +106,23 @@ def build_probe_argv(db: DatabaseSettings) -> tuple[str, ...]:
     return _client_argv(db, "--batch", "--skip-column-names", "-e", "SELECT 1")
 
 
+_NON_INNODB_SQL = ("SELECT CONCAT(table_schema, '.', table_name, ' ', IFNULL(engine, '?')) "
+                   "FROM information_schema.tables WHERE table_schema IN (@SCHEMAS@) AND "
+                   "table_type = 'BASE TABLE' AND engine <> 'InnoDB' ORDER BY 1")
+
+
+def build_non_innodb_argv(db: DatabaseSettings, schemas: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the argv listing tables of ``schemas`` that are not InnoDB (``check``).
+
+    ``--single-transaction`` is a consistent snapshot only for InnoDB tables; a MyISAM table
+    is dumped as it is at the moment it is read. Schema names are validated by the settings
+    (letters, digits, ``_``, ``$``, ``-``), so quoting them in SQL is safe.
+    """
+    names = ", ".join(f"'{schema}'" for schema in schemas)
+    query = _NON_INNODB_SQL.replace("@SCHEMAS@", names)
+    return _client_argv(db, "--batch", "--skip-column-names", "-e", query)
+
+
 def build_inspect_argv(db: DatabaseSettings) -> tuple[str, ...]:
     """Return the argv asking the engine whether the container runs (prints true/false)."""
     return (_engine(db), "inspect", "-f", "{{.State.Running}}", db.container or "")

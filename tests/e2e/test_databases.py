@@ -268,10 +268,11 @@ def test_container_dump_reads_the_password_inside_the_container_never_in_argv(
     })
     stack.databases = [{"name": "ghost", "kind": "mysql", "container": "ghost-db-1",
                         "engine_binary": str(engine), "user": "bk"}]
+    src.sql("CREATE TABLE ghost.legacy (id int) ENGINE=MyISAM")
     check = stack.run("check")
     assert check.returncode == 0, check.stdout + check.stderr
-    assert ("[ok]   database ghost: container ghost-db-1: user bk logs in; would dump ghost"
-            in check.stdout)
+    assert ("[ok]   database ghost: container ghost-db-1: user bk logs in; would dump ghost; "
+            "warning: 1 table(s) not InnoDB (ghost.legacy MyISAM)" in check.stdout)
     assert _dump_objects(stack) == []
 
     writer = Writer(src, N_POSTS)

@@ -58,6 +58,12 @@ def test_container_dump_reads_the_containers_own_variable_and_picks_the_binary()
     assert "--all-databases" not in script
 
 
+def test_the_innodb_check_quotes_only_validated_schema_names() -> None:
+    argv = mysql.build_non_innodb_argv(SOCKET, ("ghost", "blog$2"))
+    assert "table_schema IN ('ghost', 'blog$2')" in argv[-1]
+    assert "engine <> 'InnoDB'" in argv[-1]
+
+
 def test_root_reads_mysql_root_password_and_podman_is_used_when_asked() -> None:
     db = _db(container="db", engine="podman")
     argv = mysql.build_probe_argv(db)
