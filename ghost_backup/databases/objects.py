@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from ghost_backup.rclone.progress import format_bytes
 from ghost_backup.settings import DatabaseSettings, Settings
 
 PARTIAL_SUFFIX = ".partial"
@@ -115,3 +116,28 @@ def select_expired(dumps: tuple[DumpObject, ...], *, now: datetime,
     """Return the dumps older than ``keep_days``; the newest dump is always kept."""
     cutoff = now - timedelta(days=keep_days)
     return tuple(d for d in dumps[:-1] if d.taken_at < cutoff)
+
+
+def format_dump_history(dumps: dict[str, tuple[DumpObject, ...]], keep_days: int) -> str:
+    """Return the ``history`` lines of the database dumps, newest first per database."""
+    if not dumps:
+        return ""
+    lines = ["", f"{'DATABASE DUMP (UTC)':<20} {'DATABASE':<16} {'RUN ID':<24} {'SIZE':>10}"]
+    for name, objs in dumps.items():
+        if not objs:
+            lines.append(f"{'(none)':<20} {name:<16} {'-':<24} {'-':>10}")
+        for obj in reversed(objs):
+            lines.append(f"{obj.taken_at:%Y-%m-%d %H:%M:%S} {name:<16} {obj.run_id:<24} "
+                         f"{format_bytes(obj.size):>10}")
+    lines.append(f"restore one with: ghost-backup restore-db NAME --as-of RUN_ID|YYYY-MM-DD "
+                 f"(dumps kept {keep_days} days, the newest always)")
+    return "\n".join(lines) + "\n"
+
+
+def render_dump_history_json(dumps: dict[str, tuple[DumpObject, ...]]
+                             ) -> dict[str, list[dict[str, object]]]:
+    """Return the dumps as JSON-ready dicts, newest first per database."""
+    return {name: [{"run_id": o.run_id, "taken_at": o.taken_at.isoformat().replace(
+        "+00:00", "Z"), "object": o.name, "bytes": o.size} for o in reversed(objs)]
+        for name, objs in dumps.items()}
+

@@ -11,7 +11,8 @@ import pytest
 from ghost_backup.cli import build_parser
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ghost_backup"
-LEAVES = ("credentials", "rclone", "host", "report", "audit", "settings", "errors", "logs")
+LEAVES = ("credentials", "rclone", "host", "report", "audit", "databases", "settings", "errors",
+          "logs")
 
 
 def _modules() -> list[Path]:

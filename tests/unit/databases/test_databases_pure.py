@@ -235,3 +235,19 @@ def test_database_names_are_unique_and_the_prefix_does_not_overlap_the_archive()
                   {"name": "g", "kind": "mysql", "container": "d"})
     with pytest.raises(ConfigError, match="must not overlap archive_path"):
         _settings(path="current", archive_path="databases")
+
+
+def test_history_lists_dumps_newest_first_with_how_to_restore() -> None:
+    dumps, _ = objects.parse_dump_listing(
+        "2048;20261126T020000Z-aaaaaa.sql.gz\n7864320;20261128T020000Z-3fa1c2.sql.gz\n", DB)
+    text = objects.format_dump_history({"ghost": dumps, "blog": ()}, 30)
+    lines = text.splitlines()
+    assert lines[2] == "2026-11-28 02:00:00 ghost            20261128T020000Z-3fa1c2     7.5 MiB"
+    assert lines[3].startswith("2026-11-26 02:00:00 ghost ")
+    assert lines[4].startswith("(none)")
+    assert "restore-db NAME --as-of" in lines[-1]
+    data = objects.render_dump_history_json({"ghost": dumps})
+    assert data["ghost"][0] == {"run_id": "20261128T020000Z-3fa1c2",
+                                "taken_at": "2026-11-28T02:00:00Z",
+                                "object": "20261128T020000Z-3fa1c2.sql.gz", "bytes": 7864320}
+    assert objects.format_dump_history({}, 30) == ""
