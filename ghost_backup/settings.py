@@ -163,13 +163,23 @@ class DestinationSettings(_Section):
             "values, for example `Other` for a generic S3 server). Keep `Cloudflare` for R2."
         ),
     )
-    path: str = Field("", description="Prefix inside the bucket to sync into (empty: bucket root).")
-    archive_path: str | None = Field(
-        None,
+    path: str = Field(
+        "current",
         description=(
-            "Optional prefix in the same bucket where deleted or overwritten objects are moved "
-            "(rclone `--backup-dir`), under a dated folder, instead of being destroyed. "
-            "Must not overlap `path`."
+            "Prefix inside the bucket holding the mirror of the source (\"now\"). Empty means "
+            "the bucket root, which leaves no room for the history: then set "
+            "`archive_path = \"\"` too."
+        ),
+    )
+    archive_path: str = Field(
+        "history",
+        description=(
+            "Prefix in the same bucket keeping the history: every object a run overwrites or "
+            "deletes is moved (rclone `--backup-dir`) to `<archive_path>/<run id>/`, and each "
+            "successful run records what the mirror held in `<archive_path>/<run id>.manifest`, "
+            "so `restore --as-of` can rebuild any night within `retention.keep_days`. Must not "
+            "overlap `path`. `\"\"` turns the history off (deletions and overwrites are final; "
+            "`check` warns)."
         ),
     )
     databases_path: str = Field(
@@ -210,9 +220,7 @@ class DestinationSettings(_Section):
 
     @field_validator("path", "archive_path", "databases_path")
     @classmethod
-    def _prefix(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+    def _prefix(cls, value: str) -> str:
         cleaned = value.strip("/")
         if ".." in cleaned.split("/") or "//" in cleaned:
             raise ValueError("must be a plain prefix without '..' or empty segments")
@@ -222,21 +230,29 @@ class DestinationSettings(_Section):
     def _endpoint_known(self) -> DestinationSettings:
         if self.endpoint is None and self.account_id is None:
             raise ValueError("destination needs `account_id` (for R2) or an explicit `endpoint`")
-        if self.archive_path is not None:
-            a, p = self.archive_path, self.path
-            if not a or not p or a == p or a.startswith(p + "/") or p.startswith(a + "/"):
-                raise ValueError(
-                    "archive_path must not overlap path (set both to distinct prefixes, "
-                    "for example path = \"current\" and archive_path = \"archive\")"
-                )
+        a, p = self.archive_path, self.path
+        if a and not p:
+            raise ValueError(
+                "path = \"\" (the bucket root) leaves no room for the history in archive_path: "
+                "set path to a prefix (for example \"current\"; the first run then uploads "
+                "everything again) or turn the history off with archive_path = \"\""
+            )
+        if a and (a == p or a.startswith(p + "/") or p.startswith(a + "/")):
+            raise ValueError(
+                "archive_path must not overlap path (set both to distinct prefixes, "
+                "for example path = \"current\" and archive_path = \"history\")"
+            )
         d = self.databases_path
-        for other in (self.archive_path,):
-            if other is not None and (d == other or d.startswith(other + "/")
-                                      or other.startswith(d + "/")):
-                raise ValueError("databases_path must not overlap archive_path")
-        if self.path and (self.path == d or self.path.startswith(d + "/")):
+        if a and (d == a or d.startswith(a + "/") or a.startswith(d + "/")):
+            raise ValueError("databases_path must not overlap archive_path")
+        if p and (p == d or p.startswith(d + "/")):
             raise ValueError("databases_path must not contain path (the mirror of the files)")
         return self
+
+    @property
+    def history_on(self) -> bool:
+        """Return True when overwritten and deleted objects are kept (``archive_path`` set)."""
+        return bool(self.archive_path)
 
     @property
     def endpoint_url(self) -> str:
@@ -686,6 +702,31 @@ class RcloneSettings(_Section):
         return value
 
 
+class RetentionSettings(_Section):
+    """How long the history (`destination.archive_path`) is kept."""
+
+    keep_days: int = Field(
+        30,
+        ge=1,
+        le=36500,
+        description=(
+            "Keep history for this many days: at the end of each *successful* run, archive "
+            "folders and manifests of runs older than this are deleted (a failed or cut-off "
+            "run prunes nothing). `restore --as-of` refuses points older than this. The mirror "
+            "is never touched."
+        ),
+    )
+    max_prune_folders: int = Field(
+        60,
+        ge=1,
+        le=10000,
+        description=(
+            "At most this many archive folders (and their manifests) are pruned per run, "
+            "oldest first; the rest wait for the next night. Bounds a run after a long pause."
+        ),
+    )
+
+
 class RuntimeSettings(_Section):
     """Where ephemeral files live."""
 
@@ -948,6 +989,7 @@ class Settings(_Section):
     destination: DestinationSettings
     credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)
     rclone: RcloneSettings = Field(default_factory=RcloneSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)

@@ -75,9 +75,21 @@ class Stack:
     databases: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def bucket_dir(self) -> Path:
-        """Return the folder holding the bucket's objects."""
+    def bucket_root(self) -> Path:
+        """Return the folder holding the bucket's objects (mirror and history)."""
         return self.s3.bucket_dir(BUCKET)
+
+    @property
+    def bucket_dir(self) -> Path:
+        """Return the folder holding the mirror (`destination.path`, "current" by default)."""
+        path = self.config_data()["destination"].get("path", "current")
+        return self.bucket_root / path if path else self.bucket_root
+
+    @property
+    def history_dir(self) -> Path:
+        """Return the folder holding the history (`destination.archive_path`)."""
+        return self.bucket_root / self.config_data()["destination"].get("archive_path",
+                                                                       "history")
 
     @property
     def secrets(self) -> tuple[str, ...]:

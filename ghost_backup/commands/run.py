@@ -3,7 +3,8 @@
     runtime dir proven tmpfs -> lock -> source guard -> rclone version
     -> credential fetch (audit line) -> per-run dir + config -> [database dumps (READY,
     watchdog), each streamed to the destination] -> rclone child (READY, progress, watchdog)
-    -> finally: STOPPING, shred config, remove per-run dir, unlock
+    -> [success: manifest, prune old history] -> finally: STOPPING, shred config,
+    remove per-run dir, unlock
     -> state file + metrics textfile -> alerts
 
 The shared lifecycle is :func:`~ghost_backup.commands.context.command_scope`; collaborators
@@ -31,6 +32,7 @@ from ghost_backup.commands.context import (
     open_hash_cache,
 )
 from ghost_backup.commands.guards import check_source
+from ghost_backup.commands.history import record_history
 from ghost_backup.credentials.sources import CredentialSource, build_source
 from ghost_backup.errors import DatabaseFailed, ExitCode, GhostBackupError, RcloneFailed
 from ghost_backup.host.notify import StatusThrottle
@@ -316,7 +318,6 @@ def _run(
             del credentials
             dump_failure = format_dump_failures(_dump_databases(settings, deps, window, facts))
             result = _sync(settings, deps, window)
-            del window
             facts["stats"] = result.last_stats
             facts["returncode"] = result.returncode
             error: GhostBackupError | None = rclone.classify_exit(
@@ -334,6 +335,8 @@ def _run(
                 raise error
             if dump_failure:
                 raise DatabaseFailed(f"{dump_failure}; the file sync finished")
+            # Only a successful run becomes a restore point and may prune old history.
+            record_history(settings, deps, window)
             log.log(NOTICE, "backup run %s finished successfully", run_id)
             return ExitCode.OK, "backup finished"
     except GhostBackupError as err:

@@ -144,10 +144,12 @@ def build_sync_argv(
     The source is read through the ``src:`` hasher remote of :func:`render_config`, with the
     same filters as every other listing of the source (:func:`build_source_filter_flags`).
     ``max_duration_seconds`` bounds rclone inside the credentials' lifetime (soft cutoff:
-    no new transfers, in-flight ones finish, exit 10). ``archive_stamp`` names the dated folder
-    under ``destination.archive_path`` for ``--backup-dir``. ``dry_run`` adds ``--dry-run``
-    and leaves out ``--max-delete``: nothing is changed, and the operator should see every
-    deletion the real run would attempt, not the first ``max_delete`` of them. ``cache_dir``
+    no new transfers, in-flight ones finish, exit 10). ``archive_stamp`` names the archive
+    folder under ``destination.archive_path`` for ``--backup-dir`` (``history.archive_folder``
+    of the run id and credential window); no ``--backup-dir`` when the history is off.
+    ``dry_run`` adds ``--dry-run`` and leaves out ``--max-delete``: nothing is changed, and the
+    operator should see every deletion the real run would attempt, not the first
+    ``max_delete`` of them. ``cache_dir``
     defaults to :func:`hash_cache_dir`.
     """
     rc = settings.rclone
@@ -164,7 +166,10 @@ def build_sync_argv(
         argv.append("--dry-run")
     elif rc.max_delete > 0:
         argv += ["--max-delete", str(rc.max_delete)]
-    if settings.destination.archive_path is not None and archive_stamp is not None:
+    if settings.destination.archive_path and archive_stamp:
+        # History (on by default): what this run overwrites or deletes is moved, server side,
+        # into <archive_path>/<archive_stamp>/ (one folder per credential window, see
+        # rclone/history.py), never destroyed.
         archive = f"{settings.destination.archive_path}/{archive_stamp}"
         argv += ["--backup-dir", remote_path(settings, archive)]
     if max_duration_seconds is not None:

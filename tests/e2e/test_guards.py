@@ -136,10 +136,10 @@ def test_archive_path_keeps_deleted_and_overwritten_objects_under_a_dated_prefix
     second = stack.run("run")
 
     assert second.returncode == 0, second.stderr
-    current = stack.bucket_dir / "current"
+    current = stack.bucket_root / "current"
     assert not (current / deleted.relative_to(stack.source)).exists()
     assert (current / changed.relative_to(stack.source)).read_bytes() == b"new content"
-    [stamp] = list((stack.bucket_dir / "archive").iterdir())
+    [stamp] = [p for p in (stack.bucket_root / "archive").iterdir() if p.is_dir()]
     assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", stamp.name)
     assert (stamp / deleted.relative_to(stack.source)).read_bytes() == deleted_content
     assert (stamp / changed.relative_to(stack.source)).read_bytes() == old_content

@@ -103,7 +103,12 @@ if sys.argv[1] == "version":
     print("rclone v1.75.2")
     sys.exit(0)
 if sys.argv[1] == "lsf":
-    print("a.txt")
+    if "psh" in sys.argv:  # the mirror as a manifest (path, size, md5)
+        print("a.txt\t3\t900150983cd24fb0d6963f7d28e17f72")
+    elif "ps" not in sys.argv:  # the history listing is empty
+        print("a.txt")
+    sys.exit(0)
+if sys.argv[1] in ("copyto", "delete", "deletefile", "cat"):
     sys.exit(0)
 print(json.dumps({{"level": "info", "msg": "done", "stats": {{"bytes": 3, "transfers": 1,
                   "checks": 0, "deletes": 0, "errors": 0}}}}), flush=True)
@@ -178,7 +183,10 @@ def test_run_fetches_once_then_syncs_with_keys_and_stops_before_cleanup(world) -
     proxy, recorder = FakeProxy(events=events), Recorder(world["runtime"], events)
     report = run_backup(_settings(world, _rclone(world["tools"])), _deps(proxy, recorder))
     assert report.exit_code == ExitCode.OK
-    assert _calls(world["tools"]) == ["version nokeys", "sync keys"]
+    # after the sync, with the same keys: list the mirror, upload the manifest, list the
+    # history to prune it (nothing old here)
+    assert _calls(world["tools"]) == ["version nokeys", "sync keys", "lsf keys", "copyto keys",
+                                      "lsf keys"]
     steps = [e.split(" dirs=")[0].split(" ")[0] for e in events
              if not e.startswith("STATUS=")]
     assert steps == ["alert-start", "fetch", "READY=1", "STOPPING=1", "alert-finish"]

@@ -1,0 +1,217 @@
+"""The history at the destination, with just-in-time credentials: write a run's manifest,
+prune what retention no longer keeps, read points back, and ``ghost-backup history``.
+
+The layout, the choice of points and the plans are pure (:mod:`ghost_backup.rclone.history`);
+this module only lists, reads, uploads and deletes, through ``run_captured``.
+
+    run (after a successful sync):  lsf the mirror -> <run id>.manifest -> lsf the archive
+                                    -> prune folders + manifests older than keep_days
+    history:  scope -> credentials -> lsf the archive -> cat each manifest -> lsf the mirror
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from ghost_backup.commands.context import (
+    Deps,
+    Window,
+    command_scope,
+    fetch_audited_credentials,
+    new_run_id,
+    remaining_seconds,
+)
+from ghost_backup.errors import GhostBackupError, RcloneFailed, UsageError
+from ghost_backup.host import files
+from ghost_backup.host.process import Captured, run_captured
+from ghost_backup.logs import NOTICE
+from ghost_backup.rclone import classify_list_failure
+from ghost_backup.rclone import history as hist
+from ghost_backup.rclone.progress import format_bytes
+from ghost_backup.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Upper bound of one listing or upload; a call never outlives the keys either (see _timeout).
+CALL_TIMEOUT_SECONDS = 1800.0
+_MIN_CALL_SECONDS = 10.0
+MANIFEST_FILE = "manifest.txt"
+
+
+def _timeout(settings: Settings, deps: Deps, window: Window) -> float:
+    left = remaining_seconds(deps, window.credentials) - settings.credentials.safety_margin_seconds
+    return max(_MIN_CALL_SECONDS, min(CALL_TIMEOUT_SECONDS, left))
+
+
+def fresh_window(settings: Settings, deps: Deps, window: Window, command: str) -> Window:
+    """Return ``window``, with fresh audited credentials if fewer than
+    ``credentials.min_validity_seconds`` are left (a long sync used most of them)."""
+    if remaining_seconds(deps, window.credentials) >= settings.credentials.min_validity_seconds:
+        return window
+    log.info("credentials expire soon; fetching fresh ones for the history step")
+    fresh, _ = fetch_audited_credentials(settings, deps, window.run_id, command=command)
+    return window.renewed(fresh)
+
+
+def _call(settings: Settings, deps: Deps, window: Window, argv: tuple[str, ...]) -> Captured:
+    return run_captured(argv, window.child_env(deps), timeout_seconds=_timeout(settings, deps,
+                                                                               window))
+
+
+def _is_missing(result: Captured) -> bool:
+    # An archive prefix no run has written yet: S3 lists nothing (exit 0), a folder-backed
+    # endpoint says "directory not found" (exit 3). A missing bucket is an error.
+    return result.returncode == 3 and "NoSuchBucket" not in result.stderr
+
+
+def fetch_archive_listing(settings: Settings, deps: Deps, window: Window) -> hist.ArchiveListing:
+    """List ``<archive_path>`` once (one ListObjectsV2 call per 1000 objects) and parse it.
+
+    Raise the typed listing failure (65 refused keys, 78 no bucket, 1 otherwise).
+    """
+    argv = hist.build_archive_listing_argv(settings, config_path=window.config_path,
+                                           work_dir=window.run_dir)
+    result = _call(settings, deps, window, argv)
+    if _is_missing(result):
+        return hist.ArchiveListing((), ())
+    if result.returncode != 0:
+        raise classify_list_failure(result.returncode, result.stderr,
+                                    what="cannot list the history: ", redact=deps.redactor.redact)
+    return hist.parse_archive_listing(result.stdout)
+
+
+def fetch_mirror_manifest(settings: Settings, deps: Deps, window: Window) -> tuple[str,
+                                                                                  hist.Manifest]:
+    """List the mirror as a manifest; return its text and parsed form."""
+    argv = hist.build_mirror_manifest_argv(settings, config_path=window.config_path,
+                                           work_dir=window.run_dir)
+    result = _call(settings, deps, window, argv)
+    if _is_missing(result):
+        return "", {}
+    if result.returncode != 0:
+        raise classify_list_failure(result.returncode, result.stderr,
+                                    what="cannot list the mirror: ", redact=deps.redactor.redact)
+    try:
+        return result.stdout, hist.parse_manifest(result.stdout)
+    except ValueError as err:
+        raise RcloneFailed(f"mirror listing not understood: {err}") from None
+
+
+def fetch_manifest(settings: Settings, deps: Deps, window: Window, run_id: str) -> hist.Manifest:
+    """Read ``<run id>.manifest`` from the history and parse it."""
+    argv = hist.build_manifest_read_argv(settings, config_path=window.config_path,
+                                         work_dir=window.run_dir, run_id=run_id)
+    result = _call(settings, deps, window, argv)
+    if result.returncode != 0:
+        raise classify_list_failure(result.returncode, result.stderr,
+                                    what=f"cannot read the manifest of run {run_id}: ",
+                                    redact=deps.redactor.redact)
+    try:
+        return hist.parse_manifest(result.stdout)
+    except ValueError as err:
+        raise RcloneFailed(f"manifest of run {run_id} is damaged: {err}") from None
+
+
+def write_manifest(settings: Settings, deps: Deps, window: Window) -> int:
+    """Record what the mirror holds now as ``<run id>.manifest``; return its object count.
+
+    Called only after a successful sync: the manifest is what makes the run a restore point.
+    The listing goes through a file in the tmpfs run dir (the config's 0700 directory).
+    """
+    text, manifest = fetch_mirror_manifest(settings, deps, window)
+    local = files.write_private_file(window.run_dir, MANIFEST_FILE, text)
+    argv = hist.build_manifest_upload_argv(settings, config_path=window.config_path,
+                                           work_dir=window.run_dir, local=local,
+                                           run_id=window.run_id)
+    result = _call(settings, deps, window, argv)
+    if result.returncode != 0:
+        raise classify_list_failure(result.returncode, result.stderr,
+                                    what="cannot write the run's manifest: ",
+                                    redact=deps.redactor.redact)
+    log.info("history: recorded %s (%d objects, %s)", hist.manifest_name(window.run_id),
+             len(manifest), format_bytes(sum(e.size for e in manifest.values())))
+    return len(manifest)
+
+
+def remove_old_history(settings: Settings, deps: Deps, window: Window) -> hist.PrunePlan:
+    """Delete archive folders and manifests of runs older than ``retention.keep_days``.
+
+    Only after a successful run, never the mirror; each folder's delete is bounded by the
+    object count it was listed with, and every folder is logged with its figures. Raise
+    RcloneFailed if a delete fails (what was deleted before stays deleted; the rest waits for
+    the next successful run).
+    """
+    listing = fetch_archive_listing(settings, deps, window)
+    plan = hist.select_prune(listing, now=deps.clock(), keep_days=settings.retention.keep_days,
+                             max_folders=settings.retention.max_prune_folders)
+    if not plan.folders and not plan.manifests:
+        log.info("history: nothing older than %d days to prune (%d restore points kept)",
+                 settings.retention.keep_days, len(listing.manifests))
+        return plan
+    log.log(NOTICE, "history: pruning %d folders (%d objects) and %d manifests of runs "
+            "before %s (retention.keep_days = %d)", len(plan.folders), plan.objects,
+            len(plan.manifests), plan.cutoff.isoformat(timespec="seconds"),
+            settings.retention.keep_days)
+    for folder in plan.folders:
+        log.info("history: pruning folder %s: %d objects, %s", folder.name,
+                 len(folder.objects), format_bytes(folder.bytes))
+        argv = hist.build_prune_folder_argv(settings, config_path=window.config_path,
+                                            work_dir=window.run_dir, folder=folder)
+        result = _call(settings, deps, window, argv)
+        if result.returncode != 0:
+            raise RcloneFailed(f"pruning history folder {folder.name} failed (rclone exit "
+                               f"{result.returncode}); the rest waits for the next run")
+    for run_id in plan.manifests:
+        argv = hist.build_prune_manifest_argv(settings, config_path=window.config_path,
+                                              work_dir=window.run_dir, run_id=run_id)
+        result = _call(settings, deps, window, argv)
+        if result.returncode != 0:
+            raise RcloneFailed(f"pruning manifest of run {run_id} failed (rclone exit "
+                               f"{result.returncode})")
+    if plan.deferred:
+        log.warning("history: %d more old folders wait for the next run "
+                    "(retention.max_prune_folders = %d)", plan.deferred,
+                    settings.retention.max_prune_folders)
+    return plan
+
+
+def record_history(settings: Settings, deps: Deps, window: Window) -> Window:
+    """After a successful sync: write the run's manifest, then prune old history.
+
+    Return the window used (fresh credentials if the sync used up the first ones). Does
+    nothing when the history is off.
+    """
+    if not settings.destination.history_on:
+        return window
+    window = fresh_window(settings, deps, window, "run")
+    write_manifest(settings, deps, window)
+    remove_old_history(settings, deps, window)
+    return window
+
+
+def run_history(settings: Settings, deps: Deps, *, as_json: bool) -> str:
+    """List the restore points, newest first, plus ``now``; return the text (or JSON).
+
+    Raise UsageError when the history is off.
+    """
+    if not settings.destination.history_on:
+        raise UsageError("the history is off (destination.archive_path = \"\"): only the "
+                         "mirror can be restored")
+    run_id = new_run_id(deps.clock())
+    with command_scope(settings, deps, run_id) as scope:
+        credentials, _ = fetch_audited_credentials(settings, deps, run_id, command="history")
+        window = scope.open_window(credentials)
+        listing = fetch_archive_listing(settings, deps, window)
+        manifests: dict[str, hist.Manifest] = {}
+        for point in listing.manifests:
+            try:
+                manifests[point] = fetch_manifest(settings, deps, window, point)
+            except GhostBackupError as err:
+                log.warning("history: skipping %s: %s", point, err.message)
+        _, mirror = fetch_mirror_manifest(settings, deps, window)
+    points = hist.build_history(listing, manifests, mirror)
+    if as_json:
+        return json.dumps({"keep_days": settings.retention.keep_days,
+                           "points": hist.render_history_json(points)}, indent=2) + "\n"
+    return hist.format_history(points, settings.retention.keep_days)
