@@ -176,10 +176,12 @@ def _add_toolkit_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     ).add_argument("--json", action="store_true", help="print the state record as JSON")
     restore = _add_command(
         sub, "restore", summary="restore the backup into a directory (docs/restore.md)",
-        description="Copy the backup (or one path of it, or an archived night) into a directory "
-                    "with fresh\njust-in-time credentials, then check the copy against the "
-                    "backup. Copies, never deletes.",
+        description="Copy the backup (or one path of it, or the site as it was after a past "
+                    "night, or an\narchived night) into a directory with fresh just-in-time "
+                    "credentials, then check\nthe copy against the backup. Copies, never "
+                    "deletes.",
         examples=["ghost-backup restore --to /root/restore",
+                  "ghost-backup restore --to /root/tuesday --as-of 2026-11-24",
                   "ghost-backup restore --to /root/images --path ghost/content/images",
                   "ghost-backup restore --to /root/r --from-archive 2026-11-20 --dry-run"])
     restore.add_argument("--to", type=Path, required=True, metavar="DIR",
@@ -189,6 +191,10 @@ def _add_toolkit_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     restore.add_argument("--from-archive", default=None, metavar="DATE",
                          help="restore from the archive folder of that date or run id "
                               "(the versions that run replaced or deleted)")
+    restore.add_argument("--as-of", default=None, metavar="WHEN",
+                         help="rebuild the tree exactly as it was right after a past run: a "
+                              "run id, a date YYYY-MM-DD (UTC; that day's last run) or an ISO "
+                              "timestamp with a zone (see ghost-backup history)")
     restore.add_argument("--dry-run", action="store_true", help="list, copy nothing")
     restore.add_argument("--force", action="store_true",
                          help="allow an existing DIR or the live source path "
@@ -217,6 +223,14 @@ def _add_toolkit_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
                             help="show which dump would go where; connect to nothing")
     restore_db.add_argument("--force", action="store_true",
                             help="SQLite: replace an existing file (stop Ghost first)")
+    history = _add_command(
+        sub, "history", summary="list the restore points, newest first (docs/restore.md)",
+        description="List every night `restore --as-of` can rebuild (one per successful run "
+                    "that changed\nsomething, within retention.keep_days), newest first, with "
+                    "the objects and bytes\nit changed, plus \"now\" (the mirror). Writes "
+                    "nothing.",
+        examples=["ghost-backup history", "ghost-backup history --json"])
+    history.add_argument("--json", action="store_true", help="print the points as JSON")
     verify = _add_command(
         sub, "verify", summary="compare the source with the backup (rclone check --one-way)",
         description="Compare every source file (or a deterministic sample) with the backup. "
@@ -309,7 +323,8 @@ def _cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     settings = _load_settings(args, env)
     request = restore.RestoreRequest(target=args.to, subpath=args.path, dry_run=args.dry_run,
-                                     from_archive=args.from_archive, force=args.force)
+                                     from_archive=args.from_archive, force=args.force,
+                                     as_of=args.as_of)
     summary = restore.run_restore(settings, build_deps(env), request)
     log.log(NOTICE, "%s", summary)
     return int(ExitCode.OK)
@@ -325,6 +340,14 @@ def _cmd_restore_db(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         force=args.force)
     summary = restore_db.run_restore_db(settings, build_deps(env), request)
     log.log(NOTICE, "%s", summary)
+    return int(ExitCode.OK)
+
+
+def _cmd_history(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.commands.history import run_history
+
+    settings = _load_settings(args, env)
+    sys.stdout.write(_REDACTOR.redact(run_history(settings, build_deps(env), as_json=args.json)))
     return int(ExitCode.OK)
 
 
@@ -409,7 +432,8 @@ def _cmd_audit_host(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 _REDACTOR = Redactor()
 _COMMANDS = {
     "run": _cmd_run, "alert": _cmd_alert, "check": _cmd_check,
-    "restore": _cmd_restore, "restore-db": _cmd_restore_db, "verify": _cmd_verify,
+    "restore": _cmd_restore, "restore-db": _cmd_restore_db,
+    "history": _cmd_history, "verify": _cmd_verify,
     "status": _cmd_status, "audit-host": _cmd_audit_host, "config": _cmd_config,
     "completion": _cmd_completion,
 }

@@ -92,9 +92,9 @@ def _grant_read_acl(path: Path, uid: int) -> None:
     os.setxattr(path, "system.posix_acl_access", value)
 
 
-def _assert_synced(stack: Stack, result: Any, *, prefix: str = "") -> None:
+def _assert_synced(stack: Stack, result: Any) -> None:
     assert result.returncode == 0, result.stderr
-    target = stack.bucket_dir / prefix if prefix else stack.bucket_dir
+    target = stack.bucket_dir  # the mirror, "current" by default
     assert len([p for p in target.rglob("*") if p.is_file()]) == 20
 
 
@@ -218,14 +218,13 @@ def test_cloudflare_temp_mints_scoped_keys_with_the_token_injected_by_the_proxy(
     else:
         cf.update(api_base_url=api.base_url, proxy_url=proxy.base_url)
     stack.overrides["credentials"] = {"source": "cloudflare-temp", "cloudflare_temp": cf}
-    stack.overrides["destination"] = {"path": "current"}
     started = time.time()
     try:
         result = stack.run("run")
     finally:
         proxy.stop()
         api.stop()
-    _assert_synced(stack, result, prefix="current")
+    _assert_synced(stack, result)
     _assert_rclone_got_token(stack, session_token)
     assert injector.seen[0]["arrived_with_authorization"] is False
     assert injector.seen[0]["absolute_form"] is (route == "http-proxy")
@@ -233,7 +232,7 @@ def test_cloudflare_temp_mints_scoped_keys_with_the_token_injected_by_the_proxy(
     assert request["authorised"] is True
     assert request["body"] == {"bucket": BUCKET, "parentAccessKeyId": PARENT_KEY_ID,
                                "permission": "object-read-write", "ttlSeconds": 1800,
-                               "prefixes": ["current/"]}
+                               "prefixes": ["current/", "history/"]}
     received = next(line for line in result.stderr.splitlines() if "expires_at=" in line)
     expires = received.split("expires_at=")[1].split()[0]
     from datetime import datetime  # noqa: PLC0415
@@ -257,7 +256,7 @@ def test_cloudflare_temp_reads_the_parent_token_from_the_credentials_directory(
         api.stop()
     _assert_synced(stack, result)
     _assert_rclone_got_token(stack, session_token)
-    assert fake.requests[0]["body"].get("prefixes") is None
+    assert fake.requests[0]["body"]["prefixes"] == ["current/", "history/"]
     _assert_clean(stack, (session_token, parent), result.stderr, result.stdout)
 
 
@@ -416,7 +415,7 @@ def test_bad_answer_fails_closed_with_its_exit_code_and_no_sync(
     assert result.returncode == code, result.stderr
     assert phrase in result.stderr
     assert time.monotonic() - started < 15
-    assert not [p for p in stack.bucket_dir.rglob("*") if p.is_file()]
+    assert not [p for p in stack.bucket_root.rglob("*") if p.is_file()]
     assert "rclone started" not in result.stderr
     _assert_clean(stack, (session_token, *extra), result.stderr, result.stdout)
 

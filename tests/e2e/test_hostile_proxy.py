@@ -151,7 +151,7 @@ def test_hostile_proxy_fails_closed_with_alert_and_nothing_written(
     assert done.returncode == case.exit_code, done.stderr
     # rclone never started, nothing reached the bucket.
     assert "rclone started" not in done.stderr
-    assert list(stack.bucket_dir.iterdir()) == []
+    assert list(stack.bucket_root.iterdir()) == []
     # Exactly one clear error line, at error priority, saying what went wrong.
     errors = error_lines(done.stderr)
     assert len(errors) == 1, done.stderr

@@ -238,6 +238,6 @@ def test_sigterm_while_waiting_for_the_proxy_exits_143_without_starting_rclone(
 
     assert proc.returncode == ExitCode.TERMINATED, err
     assert "rclone started" not in err
-    assert list(stack.bucket_dir.iterdir()) == []
+    assert list(stack.bucket_root.iterdir()) == []
     assert [h["exit_code"] for h in stack.alerts.webhooks()] == [ExitCode.TERMINATED]
     _assert_clean(stack, out, err)

@@ -12,6 +12,7 @@ import secrets
 import socket
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,62 @@ def start_s3_server(
     server = S3Server(proc, port, data_dir, access_key_id, secret_access_key)
     try:
         wait_for_port(port)
+    except TimeoutError:
+        server.stop()
+        raise
+    return server
+
+
+@dataclass
+class MotoServer:
+    """A running ``moto_server``: an S3 endpoint with flat keys, like R2.
+
+    Used where ``rclone serve s3`` cannot follow S3: it sits on rclone's VFS (a folder tree),
+    so it cannot hold object ``d`` next to ``d/x``, and a night that turns a directory into a
+    file fails there with a 500 (R2 keys are flat; measured with rclone 1.75.2). moto does not
+    check request signatures: tests that prove wrong keys fail use ``rclone serve s3``.
+    """
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        """Return the endpoint URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def create_bucket(self, bucket: str) -> None:
+        """Create ``bucket`` (our remote sets no_check_bucket, so rclone never creates one)."""
+        request = urllib.request.Request(f"{self.endpoint}/{bucket}", method="PUT")
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (loopback)
+            answer.read()
+
+    def stop(self) -> None:
+        """Stop the server."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_moto_server(moto_server: str, log_path: Path | None = None) -> MotoServer:
+    """Start ``moto_server`` on a free loopback port."""
+    port = free_port()
+    log = log_path.open("ab") if log_path else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(
+            [moto_server, "-H", "127.0.0.1", "-p", str(port)],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent"},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )
+    finally:
+        if log_path:
+            log.close()  # type: ignore[union-attr]
+    server = MotoServer(proc, port)
+    try:
+        wait_for_port(port, timeout=30)
     except TimeoutError:
         server.stop()
         raise

@@ -273,8 +273,8 @@ class Evidence:
 
     @property
     def bucket_dir(self) -> Path:
-        """Return the folder holding the destination bucket's objects."""
-        return self.s3.bucket_dir(BUCKET)
+        """Return the folder holding the mirror (`destination.path`, "current" by default)."""
+        return self.s3.bucket_dir(BUCKET) / "current"
 
 
 def _parse_show(text: str) -> dict[str, str]:
