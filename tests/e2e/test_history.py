@@ -79,8 +79,8 @@ def _night(src: Path, night: int, rnd: random.Random) -> None:
         (src / "notes/gone.txt").unlink()  # delete
         _write(src, f"{images}/new.jpg", rnd.randbytes(777))  # add
     elif night == 3:
-        os.rename(src / f"{images}/img00.jpg", src / f"{images}/img00-renamed.jpg")
-        os.rename(src / "content/themes/casper/partials", src / "content/themes/casper/parts")
+        (src / f"{images}/img00.jpg").rename(src / f"{images}/img00-renamed.jpg")
+        (src / "content/themes/casper/partials").rename(src / "content/themes/casper/parts")
         _write(src, "content/settings/routes.yaml", b"routes: C\n")  # same-size again
         (src / f"{images}/new.jpg").unlink()  # delete a file born night 2
     elif night == 4:
@@ -97,7 +97,7 @@ def _night(src: Path, night: int, rnd: random.Random) -> None:
         (src / "content/themes/casper/parts").unlink()  # the file becomes a directory again
         _write(src, "content/themes/casper/parts/a.hbs", b"partial a v6")
         _write(src, "content/data/ghost.db", b"db-v6" * 100)
-        os.rename(src / f"{images}/img20.jpg", src / f"{images}/img20.JPG")
+        (src / f"{images}/img20.jpg").rename(src / f"{images}/img20.JPG")
 
 
 def _files(root: Path) -> list[Path]:
