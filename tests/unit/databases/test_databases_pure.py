@@ -192,6 +192,7 @@ def test_live_datadirs_sqlite_files_and_the_dump_prefix_stay_out_of_the_sync() -
         {"name": "elsewhere", "kind": "mysql", "container": "d", "datadir": "/srv/mysql"},
         {"name": "kept", "kind": "mysql", "container": "e",
          "datadir": "/var/mnt/storage/kept", "exclude_datadir": False},
+        path="", archive_path="",  # the mirror at the bucket root holds the dumps' prefix
     )
     assert build_database_excludes(settings) == (
         "/mysql/**", "/ghost/data/ghost.db", "/ghost/data/ghost.db-wal",
