@@ -10,13 +10,16 @@ restored with `ghost-backup restore-db`.
 
 from __future__ import annotations
 
+import filecmp
 import os
 import random
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 if not __package__:  # run as a file (`python tools/demo.py`): the dev helpers live in tests/
@@ -54,6 +57,41 @@ def make_sample_database(path: Path, posts: int = 2000) -> None:
         con.executemany("INSERT INTO posts VALUES (?, ?, ?)", (
             (i, f"post-{i}", f"<p>Post {i}: Ghost ✓ 日本語</p>" * 20) for i in range(posts)))
     con.close()
+
+
+def _same_tree(left: Path, right: Path) -> bool:
+    names = sorted(p.relative_to(left) for p in left.rglob("*") if p.is_file())
+    return names == sorted(p.relative_to(right) for p in right.rglob("*") if p.is_file()) and all(
+        filecmp.cmp(left / n, right / n, shallow=False) for n in names)
+
+
+def _bad_night_then_rewind(argv: list[str], env: dict[str, str], source: Path, work: Path,
+                           first_log: str) -> tuple[bool, tuple[str, ...]]:
+    """Overwrite the database dump and delete an image, back that up, then bring the first
+    night back with `restore --as-of`; return whether it is identical, and the outputs."""
+    first = re.search(r"backup run (\S+) starting", first_log)
+    if first is None:
+        return False, ()
+    night1 = work / "night1"
+    # what the file sync keeps: no compose secrets, no live database (its dump is separate)
+    shutil.copytree(source, night1, ignore=shutil.ignore_patterns(".env.*", "ghost.db*"))
+    print("== demo: a bad night: mysql/ghost.sql overwritten, an image deleted; backed up too")
+    (source / "mysql" / "ghost.sql").write_bytes(b"-- truncated by a bad deploy\n")
+    next(source.rglob("item-0001.bin")).unlink()
+    time.sleep(1.05 - time.time() % 1)  # run ids sort by their start second
+    bad = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    target = work / "rewound"
+    rewind = [*argv[:-1], "restore", "--to", str(target), "--as-of", first.group(1)]
+    started = time.monotonic()
+    done = subprocess.run(rewind, env=env, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - started
+    same = done.returncode == 0 and _same_tree(night1, target)
+    print(f"== demo: ghost-backup restore --as-of {first.group(1)}: exit {done.returncode} in "
+          f"{seconds:.2f}s; identical to the first night: {'yes' if same else 'NO'}")
+    for line in done.stderr.splitlines():
+        if "restored " in line:
+            print(line)
+    return same and bad.returncode == 0, (bad.stderr, done.stderr, done.stdout)
 
 
 def main() -> int:
@@ -120,9 +158,10 @@ path = "{source / 'ghost' / 'content' / 'data' / 'ghost.db'}"
         bucket = server.data_dir / "ghost-backups-demo"
         stored = sorted(p.relative_to(bucket) for p in bucket.rglob("*") if p.is_file())
         dumps = [p for p in stored if p.parts[0] == "databases"]
-        objects = [p for p in stored if p.parts[0] != "databases"]
-        print(f"== demo: {len(objects)} objects arrived in the bucket from the file sync, "
-              "for example:")
+        mirror = bucket / "current"
+        objects = sorted(p.relative_to(mirror) for p in mirror.rglob("*") if p.is_file())
+        print(f"== demo: {len(objects)} objects arrived in the bucket's mirror (current/) from "
+              "the file sync, for example:")
         for obj in objects[:5]:
             print(f"     {obj}")
         leaked = [p for p in objects if ".env" in p.name]
@@ -146,11 +185,14 @@ path = "{source / 'ghost' / 'content' / 'data' / 'ghost.db'}"
             count = con.execute("SELECT COUNT(*) FROM posts").fetchone()[0]
             con.close()
             print(f"== demo: restored database: integrity_check {check}, {count} posts")
-        outputs = (proc.stderr, proc.stdout, again.stderr, again.stdout, back.stderr)
+        rewound, rewind_logs = _bad_night_then_rewind(argv, env, source, work, proc.stderr)
+        outputs = (proc.stderr, proc.stdout, again.stderr, again.stdout, back.stderr,
+                   *rewind_logs)
         hits = sum(secret in text or access in text for text in outputs)
         print(f"== demo: canary keys found in output: {hits}")
         print(f"== demo: runtime dir after run: {sorted(p.name for p in runtime.iterdir())}")
-        failed = proc.returncode or again.returncode or back.returncode
+        failed = proc.returncode or again.returncode or back.returncode or (
+            0 if rewound else 1)
         return failed if not leaked and not live and hits == 0 else 1
     finally:
         proxy.stop()

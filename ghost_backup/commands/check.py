@@ -47,12 +47,14 @@ class CheckItem:
     passed: bool | None
     detail: str
     code: ExitCode | None = None
+    warning: bool = False  # passed, but the operator should know (``[warn]``)
 
 
 def format_checklist(items: tuple[CheckItem, ...]) -> str:
-    """Return the checklist text: ``[ok]``, ``[FAIL]`` or ``[skip]`` per item."""
+    """Return the checklist text: ``[ok]``, ``[warn]``, ``[FAIL]`` or ``[skip]`` per item."""
     marks = {True: "[ok]  ", False: "[FAIL]", None: "[skip]"}
-    lines = [f"{marks[item.passed]} {item.name}: {item.detail}" for item in items]
+    lines = [f"{'[warn]' if item.warning else marks[item.passed]} {item.name}: {item.detail}"
+             for item in items]
     return "\n".join(lines) + "\n"
 
 
@@ -60,7 +62,8 @@ def format_checklist_json(items: tuple[CheckItem, ...], *, checked_at: datetime,
                           problems: tuple[str, ...] = ()) -> str:
     """Return the checklist as JSON, shaped like ``status --json``: ``outcome``,
     ``exit_code``, ``exit_name`` and ``message`` first, then one object per item
-    (``status`` is ``ok``, ``fail`` or ``skip``); ``problems`` lists a bad config's problems."""
+    (``status`` is ``ok``, ``warn``, ``fail`` or ``skip``); ``problems`` lists a bad
+    config's problems."""
     code = first_failure(items)
     failed = next((item for item in items if item.passed is False), None)
     statuses = {True: "ok", False: "fail", None: "skip"}
@@ -70,7 +73,9 @@ def format_checklist_json(items: tuple[CheckItem, ...], *, checked_at: datetime,
         "exit_name": code.name,
         "message": "every check passed" if failed is None else f"{failed.name}: {failed.detail}",
         "checked_at": checked_at.isoformat(timespec="seconds"),
-        "items": [{"name": item.name, "status": statuses[item.passed], "detail": item.detail,
+        "items": [{"name": item.name,
+                   "status": "warn" if item.warning else statuses[item.passed],
+                   "detail": item.detail,
                    "exit_code": None if item.code is None else int(item.code)}
                   for item in items],
     }
@@ -107,6 +112,7 @@ def run_check(settings: Settings, deps: Deps) -> tuple[CheckItem, ...]:
         items.append(CheckItem(name, None, why))
 
     items.append(CheckItem("settings", True, "configuration is valid"))
+    items.append(_history_item(settings))
     record("rclone", lambda: _check_rclone_version(settings, deps))
     record("source", lambda: _check_source(settings))
     for db in settings.databases:
@@ -137,6 +143,19 @@ def run_check(settings: Settings, deps: Deps) -> tuple[CheckItem, ...]:
         skip("credentials", "needs a safe runtime dir and the lock")
         skip("bucket", "needs a safe runtime dir and the lock")
     return tuple(items)
+
+
+def _history_item(settings: Settings) -> CheckItem:
+    dest = settings.destination
+    if dest.history_on:
+        return CheckItem("history", True, (
+            f"on: overwritten and deleted objects kept under {dest.archive_path}/ for "
+            f"{settings.retention.keep_days} days (restore --as-of)"))
+    log.warning("history is off (destination.archive_path = \"\"): every deletion and "
+                "overwrite at the destination is final")
+    return CheckItem("history", True, (
+        "OFF (destination.archive_path = \"\"): every deletion and overwrite at the "
+        "destination is final, and no past night can be restored"), warning=True)
 
 
 def _check_rclone_version(settings: Settings, deps: Deps) -> str:

@@ -363,8 +363,11 @@ def test_audit_host_is_clean_after_a_real_backup_with_r2_shaped_keys(stack: Stac
     backup = stack.run("run")
     assert backup.returncode == 0, backup.stderr
 
+    # Everything on the host, not the folder standing in for R2: the history's manifests
+    # there hold MD5s, which have an R2 key id's shape (32 hex).
+    host = [str(p) for p in stack.tmp.iterdir() if p != stack.s3.data_dir]
     after = stack.run("audit-host", "--json", "--root", str(empty_root),
-                      "--path", str(stack.tmp), str(stack.runtime_dir))
+                      "--path", *host, str(stack.runtime_dir))
     assert after.returncode == 0, after.stdout + after.stderr
     assert json.loads(after.stdout)["findings"] == []
 

@@ -20,3 +20,4 @@ def test_demo_backs_up_the_sample_tree_without_leaking_keys() -> None:
     assert "2 database dumps (one per run), live ghost.db left out of the file sync: yes" in (
         result.stdout)
     assert "restored database: integrity_check ok, 2000 posts" in result.stdout
+    assert "identical to the first night: yes" in result.stdout

@@ -62,11 +62,6 @@ def test_wrong_keys_from_the_proxy_fail_the_run_clearly(filled_stack: Stack) -> 
     stack = filled_stack
     stack.proxy.state.mode = "wrong-keys"
     stack.overrides["rclone"] = {"extra_args": ["--retries", "1", "--low-level-retries", "1"]}
-    # The bucket root: below a prefix (the default "current"), rclone 1.75.2 first HEADs the
-    # prefix as an object; when that HEAD and the listing after it both get 403 it reports
-    # `Failed to create file system ... is a file not a directory` and never names the 403
-    # (measured; the runbook says what it means).
-    stack.overrides["destination"] = {"path": "", "archive_path": ""}
     result = stack.run("run")
     assert result.returncode == 1, result.stderr
     assert "backup run" in result.stderr

@@ -48,8 +48,9 @@ def test_check_passes_on_a_healthy_stack_and_writes_nothing(stack: Stack) -> Non
     before = sorted(p.relative_to(stack.bucket_dir) for p in stack.bucket_dir.rglob("*"))
     result = stack.run("check")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("[ok]") == 6, result.stdout
-    for name in ("settings", "rclone", "source", "runtime dir", "credentials", "bucket"):
+    assert result.stdout.count("[ok]") == 7, result.stdout
+    for name in ("settings", "history", "rclone", "source", "runtime dir", "credentials",
+                 "bucket"):
         assert f" {name}: " in result.stdout
     assert "command=check" in result.stderr  # the audit line names the command
     after = sorted(p.relative_to(stack.bucket_dir) for p in stack.bucket_dir.rglob("*"))

@@ -194,3 +194,13 @@ def test_argv_never_deletes_more_than_was_listed_and_copies_only_listed_files() 
     manifest = hist.build_mirror_manifest_argv(s, config_path=Path("/r/c"), work_dir=Path("/r"))
     assert "r2:ghost-backups/current" in manifest
     assert manifest[manifest.index("--format") + 1] == "psh"
+
+
+def test_check_warns_when_the_history_is_off() -> None:
+    from ghost_backup.commands.check import _history_item, format_checklist  # noqa: PLC0415
+
+    on = _history_item(parse_settings({"destination": DEST}, {}))
+    off = _history_item(parse_settings({"destination": {**DEST, "archive_path": ""}}, {}))
+    assert format_checklist((on,)).startswith("[ok]   history: on: ")
+    assert format_checklist((off,)).startswith("[warn] history: OFF")
+    assert off.passed is True  # a warning never fails the check
