@@ -105,9 +105,9 @@ def test_check_json_has_the_shape_of_status_json_and_names_the_rclone_binary(
     assert (payload["outcome"], payload["exit_code"], payload["exit_name"]) == (
         "success", 0, "OK")
     assert [i["name"] for i in payload["items"]] == [
-        "settings", "rclone", "source", "runtime dir", "credentials", "bucket"]
+        "settings", "history", "rclone", "source", "runtime dir", "credentials", "bucket"]
     assert {i["status"] for i in payload["items"]} == {"ok"}
-    rclone_item = payload["items"][1]["detail"]
+    rclone_item = payload["items"][2]["detail"]
     assert rclone_item.startswith("v1.")
     assert f" at {RCLONE} " in rclone_item
     _assert_clean(stack, result.stdout, result.stderr)
