@@ -151,6 +151,7 @@ def test_restore_as_of_each_of_six_nights_is_byte_identical_to_that_nights_sourc
     texts += [listed.stdout, listed.stderr, table.stdout, table.stderr]
 
     seconds = []
+    (stack.tmp / "restored").mkdir()  # restore creates the target itself, not its parents
     for night, run_id in enumerate(run_ids, 1):
         target = stack.tmp / "restored" / str(night)
         started = time.monotonic()
