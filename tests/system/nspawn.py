@@ -272,9 +272,14 @@ class Evidence:
                 if priority is None or e.get("PRIORITY") == str(priority)]
 
     @property
+    def bucket_root(self) -> Path:
+        """Return the folder holding the whole bucket (mirror, history, database dumps)."""
+        return self.s3.bucket_dir(BUCKET)
+
+    @property
     def bucket_dir(self) -> Path:
         """Return the folder holding the mirror (`destination.path`, "current" by default)."""
-        return self.s3.bucket_dir(BUCKET) / "current"
+        return self.bucket_root / "current"
 
 
 def _parse_show(text: str) -> dict[str, str]:

@@ -76,18 +76,18 @@ def test_started_unit_succeeds_with_exit_0_and_objects_at_destination(booted: Ev
     assert (show["Result"], show["ExecMainCode"], show["ExecMainStatus"]) == ("success", "1", "0")
     expected = [p for p in _files(booted.source)
                 if p.parts[0] != "ghost-compose" and p != Path(SQLITE_PATH)]
-    assert [p for p in _files(booted.bucket_dir) if p.parts[0] != "databases"] == expected
+    assert _files(booted.bucket_dir) == expected
     assert all(filecmp.cmp(booted.source / p, booted.bucket_dir / p, shallow=False)
                for p in expected)
 
 
 def test_the_unit_dumps_the_sqlite_database_from_the_read_only_source(booted: Evidence,
                                                                       tmp_path: Path) -> None:
-    dumps = [p for p in _files(booted.bucket_dir) if p.parts[0] == "databases"]
+    dumps = [p for p in _files(booted.bucket_root) if p.parts[0] == "databases"]
     assert dumps, "no dump object"
     assert all(p.parts[1] == "ghost" and p.name.endswith(".sqlite.gz") for p in dumps)
     copy = tmp_path / "ghost.db"
-    copy.write_bytes(gzip.decompress((booted.bucket_dir / dumps[0]).read_bytes()))
+    copy.write_bytes(gzip.decompress((booted.bucket_root / dumps[0]).read_bytes()))
     con = sqlite3.connect(copy)
     assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert con.execute("SELECT COUNT(*) FROM posts").fetchone() == (SQLITE_ROWS,)
