@@ -35,7 +35,7 @@ from ghost_backup.host import files, runtime
 from ghost_backup.host.notify import Notifier
 from ghost_backup.host.process import ChildResult, StopRequest, run_captured, run_child
 from ghost_backup.logs import NOTICE, Redactor, level_for_priority
-from ghost_backup.rclone.progress import LogEvent, format_progress
+from ghost_backup.rclone.progress import LogEvent, format_progress, is_routine_notice
 from ghost_backup.report.alerts import AlertSink
 from ghost_backup.settings import Settings
 
@@ -219,6 +219,8 @@ def log_rclone_event(event: LogEvent) -> None:
     # is built once per priority, not once per line (docs/performance.md).
     level, extra = _LOG_TARGET.get(event.priority) or (
         level_for_priority(event.priority), {"priority": event.priority})
+    if not event.object and is_routine_notice(event):
+        level, extra = logging.DEBUG, {"priority": 7}
     if event.object:
         rclone_log.log(level, "rclone: %s: %s", event.message, event.object, extra=extra)
     else:

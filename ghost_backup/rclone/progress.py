@@ -93,6 +93,18 @@ def parse_stats(data: dict[str, Any]) -> Stats:
     )
 
 
+# rclone lines that say nothing about this run and come every night: logged at debug only, so
+# they neither worry an operator nor push useful lines out of the alert's log tail.
+_ROUTINE_MESSAGES = frozenset({
+    "Hasher is EXPERIMENTAL!",  # backend/hasher NewFs, once per run (our source overlay)
+})
+
+
+def is_routine_notice(event: LogEvent) -> bool:
+    """Return True for a constant rclone line that carries no news (see _ROUTINE_MESSAGES)."""
+    return event.priority >= 5 and event.message in _ROUTINE_MESSAGES
+
+
 def is_max_delete_refusal(event: LogEvent) -> bool:
     """Return True for rclone's error line when ``--max-delete`` refuses a deletion.
 

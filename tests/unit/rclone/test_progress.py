@@ -14,6 +14,7 @@ from ghost_backup.rclone.progress import (
     format_progress,
     format_summary,
     is_max_delete_refusal,
+    is_routine_notice,
     parse_line,
 )
 
@@ -122,3 +123,12 @@ def test_status_message_is_one_line() -> None:
 ])
 def test_max_delete_refusal_is_recognised_only_at_error(line: str, refusal: bool) -> None:
     assert is_max_delete_refusal(parse_line(line)) is refusal
+
+
+@pytest.mark.parametrize(("line", "routine"), [
+    ('{"level":"info","msg":"Hasher is EXPERIMENTAL!","source":"hasher/hasher.go:135"}', True),
+    ('{"level":"error","msg":"Hasher is EXPERIMENTAL!"}', False),
+    ('{"level":"info","msg":"Copied (new)","object":"a.txt"}', False),
+])
+def test_the_hasher_banner_is_routine_and_nothing_else_is(line: str, routine: bool) -> None:
+    assert is_routine_notice(parse_line(line)) is routine
