@@ -43,7 +43,8 @@ NIGHTS = ("first sync", "no change", "no change 2", "1 % changed")
 WHO = ("today", "ghost")
 CLASS_A_USD, CLASS_B_USD = 4.50 / 1e6, 0.36 / 1e6  # R2 price per operation
 EXTRAPOLATE_TO = 100_000
-WALL_GOAL = 0.5  # no-change night, ghost / today
+WALL_GOAL = 0.5  # no-change night, ghost / today, from 20,000 objects (issue 16): below that,
+WALL_GOAL_FROM = 20_000  # the supervisor's fixed start-up is most of a night on loopback
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,8 @@ def report_nights(result: NightsResult) -> str:
                      mark(ghost.total() <= limit), str(ghost.class_b()), mark(ghost.class_b() == 0),
                      "-" if reads is None else f"{reads} (today {result.reads.get('today')})",
                      "-" if reads is None else mark(reads == 0),
-                     f"{ratio:.2f}", mark(ratio <= WALL_GOAL)])
+                     f"{ratio:.2f}",
+                     mark(ratio <= WALL_GOAL) if n >= WALL_GOAL_FROM else "(goal at 20,000)"])
     parts.append("goals on a no-change night (the second, hash cache warm): requests <= "
                  "ceil(N/1000)+5, HEAD+GET = 0,\nsource files read = 0 (strace, smallest N), "
                  f"wall <= {WALL_GOAL}x today:\n" + table(
