@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from ghost_backup.commands.context import (
     Deps,
@@ -30,6 +31,9 @@ from ghost_backup.rclone import classify_list_failure
 from ghost_backup.rclone import history as hist
 from ghost_backup.rclone.progress import format_bytes
 from ghost_backup.settings import Settings
+
+if TYPE_CHECKING:  # the dump modules load only when a [[database]] is configured
+    from ghost_backup.databases.objects import DumpObject
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +214,30 @@ def run_history(settings: Settings, deps: Deps, *, as_json: bool) -> str:
             except GhostBackupError as err:
                 log.warning("history: skipping %s: %s", point, err.message)
         _, mirror = fetch_mirror_manifest(settings, deps, window)
+        dumps = _dump_listing(settings, deps, window)
     points = hist.build_history(listing, manifests, mirror)
+    from ghost_backup.databases import objects  # noqa: PLC0415 -- pure, light; see above
+
     if as_json:
         return json.dumps({"keep_days": settings.retention.keep_days,
-                           "points": hist.render_history_json(points)}, indent=2) + "\n"
-    return hist.format_history(points, settings.retention.keep_days)
+                           "points": hist.render_history_json(points),
+                           **({"databases": objects.render_dump_history_json(dumps)}
+                              if settings.databases else {})}, indent=2) + "\n"
+    return (hist.format_history(points, settings.retention.keep_days)
+            + objects.format_dump_history(dumps, settings.retention.keep_days))
+
+
+def _dump_listing(settings: Settings, deps: Deps, window: Window
+                  ) -> dict[str, tuple[DumpObject, ...]]:
+    """Return each database's complete dumps (oldest first); a listing that fails is logged."""
+    if not settings.databases:
+        return {}
+    from ghost_backup.commands.dumps import list_dumps  # noqa: PLC0415 -- only when configured
+
+    dumps: dict[str, tuple[DumpObject, ...]] = {}
+    for db in settings.databases:
+        try:
+            dumps[db.name], _ = list_dumps(settings, deps, window, db)
+        except GhostBackupError as err:
+            log.warning("history: cannot list the dumps of %s: %s", db.name, err.message)
+    return dumps

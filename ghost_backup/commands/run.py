@@ -32,7 +32,7 @@ from ghost_backup.commands.context import (
     open_hash_cache,
 )
 from ghost_backup.commands.guards import check_source
-from ghost_backup.commands.history import record_history
+from ghost_backup.commands.history import fresh_window, record_history, write_manifest
 from ghost_backup.credentials.sources import CredentialSource, build_source
 from ghost_backup.errors import DatabaseFailed, ExitCode, GhostBackupError, RcloneFailed
 from ghost_backup.host.notify import StatusThrottle
@@ -167,6 +167,36 @@ def _dump_databases(settings: Settings, deps: Deps, window: Window,
     finally:
         facts["databases"] = outcomes
     return outcomes
+
+
+def _keep_files_restore_point(settings: Settings, deps: Deps, window: Window) -> str:
+    """After a good sync but a failed dump: write the night's manifest anyway, so the files
+    of this night stay restorable (``restore --as-of``); prune nothing (a failed run).
+
+    Return what to add to the run's error line (empty if the manifest was written).
+    """
+    if not settings.destination.history_on:
+        return ""
+    try:
+        write_manifest(settings, deps, fresh_window(settings, deps, window, "run"))
+    except GhostBackupError as err:
+        return f"; the night's manifest was not written either: {err.message}"
+    return "; the files' restore point was recorded"
+
+
+def _prune_dumps(settings: Settings, deps: Deps, window: Window) -> None:
+    """After a successful run: delete dumps older than ``retention.keep_days`` (the newest
+    dump of each database is always kept), with the run's (or fresh) credentials."""
+    if not settings.databases:
+        return
+    from ghost_backup.commands.dumps import prune_dumps  # noqa: PLC0415 -- only when configured
+
+    window = fresh_window(settings, deps, window, "run")
+    deleted = prune_dumps(settings, deps, window, keep_days=settings.retention.keep_days,
+                          now=deps.clock())
+    if deleted:
+        log.log(NOTICE, "databases: pruned %d dump(s) older than %d days", deleted,
+                settings.retention.keep_days)
 
 
 def format_dump_failures(outcomes: tuple[DumpOutcome, ...]) -> str | None:
@@ -334,9 +364,11 @@ def _run(
                     error.message = f"{error.message}; {dump_failure}"
                 raise error
             if dump_failure:
-                raise DatabaseFailed(f"{dump_failure}; the file sync finished")
-            # Only a successful run becomes a restore point and may prune old history.
-            record_history(settings, deps, window)
+                raise DatabaseFailed(f"{dump_failure}; the file sync finished"
+                                     + _keep_files_restore_point(settings, deps, window))
+            # Only a successful run prunes old history (files and dumps).
+            window = record_history(settings, deps, window)
+            _prune_dumps(settings, deps, window)
             log.log(NOTICE, "backup run %s finished successfully", run_id)
             return ExitCode.OK, "backup finished"
     except GhostBackupError as err:

@@ -340,7 +340,7 @@ def test_failed_dumps_leave_no_object_alert_and_the_sync_still_runs(
     assert "Access denied" in errors[0]
     assert "truncated (dump output does not end with '-- Dump completed'" in errors[0]
     assert "killed (dump exited -9)" in errors[0]
-    assert "the file sync finished" in errors[0]
+    assert "the file sync finished; the files' restore point was recorded" in errors[0]
     # Not even a .partial. The killed dump's multipart upload was never completed: S3 lists
     # nothing (serve s3 keeps the parts in a hidden temp file; R2's lifecycle rule aborts
     # incomplete uploads after 7 days by default).
@@ -491,4 +491,41 @@ def test_sqlite_copy_is_consistent_while_a_writer_commits(stack: Stack, journal:
     assert again.returncode == 64
     assert "exists: stop Ghost and pass --force" in again.stderr
     assert find_canaries(stack.secrets, texts=[result.stderr, restored.stderr],
+                         dirs=[stack.tmp, stack.runtime_dir.parent]) == []
+
+
+def test_dumps_follow_the_history_retention_and_history_lists_them(stack: Stack) -> None:
+    make_tree(stack.source, 5)
+    db = stack.source / "ghost" / "content" / "data" / "ghost.db"
+    db.parent.mkdir(parents=True)
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("CREATE TABLE posts(id INTEGER PRIMARY KEY, html TEXT)")
+        con.executemany("INSERT INTO posts VALUES (?, ?)", ((i, "<p>x</p>") for i in range(50)))
+    con.close()
+    stack.databases = [{"name": "ghost", "kind": "sqlite", "path": str(db)}]
+    stack.overrides["retention"] = {"keep_days": 30}
+    # Earlier nights: one dump older than keep_days, one within, and a .partial left by a
+    # supervisor that died (never restorable, deleted by the next successful dump).
+    prefix = stack.bucket_root / "databases" / "ghost"
+    prefix.mkdir(parents=True)
+    old, recent = "20200101T020000Z-aaaaaa.sqlite.gz", "20991231T020000Z-bbbbbb.sqlite.gz"
+    for name in (old, recent, "20200102T020000Z-cccccc.sqlite.gz.partial"):
+        (prefix / name).write_bytes(b"\x1f\x8b not used")
+    result = stack.run("run")
+    assert result.returncode == 0, result.stderr
+    names = [key.rsplit("/", 1)[1] for key in _dump_objects(stack)]
+    assert old not in names
+    assert recent in names
+    assert not [n for n in names if n.endswith(".partial")]
+    (tonight,) = [n for n in names if n not in (recent,)]
+    assert "databases: pruned 1 dump(s) older than 30 days" in result.stderr
+
+    listed = stack.run("history")
+    assert listed.returncode == 0, listed.stderr
+    assert "DATABASE DUMP (UTC)" in listed.stdout
+    assert tonight.removesuffix(".sqlite.gz") in listed.stdout
+    as_json = json.loads(stack.run("history", "--json").stdout)
+    assert [d["object"] for d in as_json["databases"]["ghost"]] == [recent, tonight]
+    assert find_canaries(stack.secrets, texts=[result.stderr, listed.stdout, listed.stderr],
                          dirs=[stack.tmp, stack.runtime_dir.parent]) == []
