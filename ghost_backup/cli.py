@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "backup unit's OnFailure=.",
         examples=["ghost-backup alert --unit ghost-backup.service"])
     alert.add_argument("--unit", required=True, help="the failed unit's name")
+    _add_command(
+        sub, "post-stop", summary="root hook after each run (ExecStopPost=+): publish metrics",
+        description="Publish the last run's metrics textfile (staged by the service in its "
+                    "state directory)\nat metrics.textfile_path, mode 0644, for node_exporter. "
+                    "ghost-backup.service runs it as root\nafter every run.",
+        examples=["ghost-backup post-stop"])
     return parser
 
 
@@ -421,6 +427,14 @@ def _cmd_completion(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return int(ExitCode.OK)
 
 
+def _cmd_post_stop(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from ghost_backup.commands.post_stop import run_post_stop
+    from ghost_backup.settings import load_settings
+
+    run_post_stop(load_settings(args.config, env))
+    return int(ExitCode.OK)
+
+
 def _cmd_audit_host(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ghost_backup.commands.audit_host import run_audit_host
 
@@ -435,7 +449,7 @@ _COMMANDS = {
     "restore": _cmd_restore, "restore-db": _cmd_restore_db,
     "history": _cmd_history, "verify": _cmd_verify,
     "status": _cmd_status, "audit-host": _cmd_audit_host, "config": _cmd_config,
-    "completion": _cmd_completion,
+    "completion": _cmd_completion, "post-stop": _cmd_post_stop,
 }
 
 

@@ -758,13 +758,25 @@ class StateSettings(_Section):
 class MetricsSettings(_Section):
     """Prometheus node_exporter textfile output."""
 
-    textfile_path: Path | None = Field(
-        None,
+    textfile_path: Path = Field(
+        Path("/var/lib/ghost-backup-metrics/ghost_backup.prom"),
         description=(
-            "Optional `.prom` file for node_exporter's textfile collector, written atomically "
-            "after each run."
+            "Where the unit's root hook (`ExecStopPost=+ghost-backup post-stop`) publishes the "
+            "textfile after each run, mode 0644, replaced atomically (its directory is created "
+            "0755 if missing). Point node_exporter at its directory: "
+            "`--collector.textfile.directory=/var/lib/ghost-backup-metrics` (the flag can be "
+            "repeated). The service itself writes `<state.dir>/metrics.prom`, which only root "
+            "can reach under `DynamicUser=`."
         ),
     )
+
+    @field_validator("textfile_path")
+    @classmethod
+    def _prom(cls, value: Path) -> Path:
+        if not value.is_absolute() or value.suffix != ".prom":
+            raise ValueError("must be an absolute path ending in .prom (node_exporter reads "
+                             "*.prom only)")
+        return value
 
 
 class AlertSettings(_Section):

@@ -273,7 +273,7 @@ def _str(value: object) -> str | None:
 
 
 def record_run(settings: Settings, report: RunReport, redactor: Redactor) -> None:
-    """Write the state file and, if configured, the metrics textfile for ``report``.
+    """Write the state file and the staged metrics textfile for ``report``.
 
     A failure to write is logged at error and does not change the run's outcome (the backup
     itself is what the exit code reports); a stale last-success metric then alerts.
@@ -306,12 +306,13 @@ def record_run(settings: Settings, report: RunReport, redactor: Redactor) -> Non
         log.debug("state written to %s", path)
     except OSError as err:
         log.error("cannot write state file in %s: %s", settings.state.dir, err.strerror)
-    textfile = settings.metrics.textfile_path
-    if textfile is not None:
-        try:
-            metrics.write_textfile(textfile, redactor.redact(metrics.render_metrics(record)))
-        except OSError as err:
-            log.error("cannot write metrics textfile %s: %s", textfile, err.strerror)
+    # The textfile is staged next to the state; the unit's root ExecStopPost=+ hook
+    # (`ghost-backup post-stop`) publishes it where node_exporter can read it.
+    try:
+        metrics.write_staged_textfile(settings.state.dir,
+                                      redactor.redact(metrics.render_metrics(record)))
+    except OSError as err:
+        log.error("cannot write metrics textfile in %s: %s", settings.state.dir, err.strerror)
 
 
 def summary_fields(report: RunReport) -> dict[str, object]:

@@ -7,8 +7,10 @@ the end-to-end tests search it for the canary keys).
 
 The file is replaced atomically (write a temporary file in the same directory, fsync, rename,
 fsync the directory), so a reader never sees half a file and a crash leaves the previous
-record in place. Mode 0644: nothing in it is secret, and monitoring agents running as other
-users may read it.
+record in place. Mode 0644: nothing in it is secret. Under the shipped unit
+(``DynamicUser=``) the state directory is under ``/var/lib/private``, which only root can
+enter: the metrics reach other users through the root ``post-stop`` hook
+(:mod:`ghost_backup.report.metrics`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import RCLONE, Stack, find_canaries, make_tree
 from tests.support.devproxy import ProxyState
@@ -279,9 +280,15 @@ def test_status_and_textfile_reflect_the_last_run(stack: Stack) -> None:
     assert ok["last_success_run_id"] == ok["run_id"]
     state_file = stack.tmp / "state" / "last-run.json"
     assert oct(state_file.stat().st_mode & 0o777) == "0o644"
+    staged = stack.tmp / "state" / "metrics.prom"
+    assert oct(staged.stat().st_mode & 0o777) == "0o644"
+    assert not textfile.exists()  # published by the unit's root hook, not by the run
+    assert stack.run("post-stop").returncode == 0
+    assert textfile.read_text() == staged.read_text()
     metrics = _parse_prom(textfile.read_text())
     assert metrics["ghost_backup_last_run_exit_code"] == 0
-    assert metrics["ghost_backup_files_transferred"] == FILES
+    assert metrics["ghost_backup_last_run_success"] == 1
+    assert metrics["ghost_backup_last_run_transferred_files"] == FILES
     assert metrics["ghost_backup_last_success_timestamp_seconds"] > 0
 
     _set_mode(stack.proxy.state, "status:403")
@@ -295,6 +302,7 @@ def test_status_and_textfile_reflect_the_last_run(stack: Stack) -> None:
     human = stack.run("status")
     assert "failure, exit 77 PROXY_DENIED" in human.stdout
     assert f"run {ok['run_id']}" in human.stdout
+    assert stack.run("post-stop").returncode == 0
     after = _parse_prom(textfile.read_text())
     assert after["ghost_backup_last_run_exit_code"] == 77
     assert after["ghost_backup_last_success_timestamp_seconds"] == \
@@ -311,7 +319,6 @@ def test_a_state_dir_that_cannot_be_written_is_logged_and_leaves_the_outcome(
     blocker = stack.tmp / "not-a-dir"
     blocker.write_text("a file where the state directory should be\n")
     stack.overrides["state"] = {"dir": str(blocker / "state")}
-    stack.overrides["metrics"] = {"textfile_path": str(stack.tmp / "missing-dir" / "gb.prom")}
     result = stack.run("run")
     assert result.returncode == 0, result.stderr
     assert "cannot write state file" in result.stderr
@@ -342,9 +349,4 @@ def test_sigterm_during_a_restore_stops_rclone_and_shreds_the_run_dir(stack: Sta
 
 
 def _parse_prom(text: str) -> dict[str, float]:
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name.split("{")[0]] = float(value)
-    return values
+    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}

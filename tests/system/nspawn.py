@@ -92,6 +92,16 @@ systemctl --version > "$out/systemd.version"
 # 1: a backup that works.
 start_and_wait "$svc" "$out/success.status"
 record "$svc" success
+# Its metrics: published by the root ExecStopPost=+ hook, readable by an unprivileged user
+# (node_exporter runs as one), while the state directory itself is not (the control).
+prom=/var/lib/ghost-backup-metrics/ghost_backup.prom
+stat -c '%a %U' "$prom" /var/lib/ghost-backup-metrics > "$out/metrics.stat" 2>&1
+setpriv --reuid=65534 --regid=65534 --clear-groups cat "$prom" > "$out/metrics.prom" \
+  2> "$out/metrics.read-err"
+echo $? > "$out/metrics.read-rc"
+setpriv --reuid=65534 --regid=65534 --clear-groups cat /var/lib/ghost-backup/last-run.json \
+  > /dev/null 2> "$out/state.read-err"
+echo $? > "$out/state.read-rc"
 
 # 2: the credential proxy answers 503 (PROXY_URL is the documented override).
 systemctl set-environment PROXY_URL=__FAILING_PROXY__
@@ -175,6 +185,7 @@ class Install:
 
     ``ro_binds``: (host path, container path) pairs. ``dropin``: text of a drop-in given to
     both ghost-backup units (empty: none, the units run ``/usr/bin/ghost-backup``).
+    ``service_dropin``: lines added to the backup unit's drop-in only (its ``ExecStopPost=``).
     ``rclone``: rclone's path inside the container (the config's ``rclone.binary``).
     ``units_dir``: where the unit files come from (None: the image brings them).
     ``setup``: shell lines the probe runs first (e.g. ``systemctl daemon-reload``).
@@ -184,6 +195,7 @@ class Install:
     ro_binds: tuple[tuple[Path, Path], ...]
     rclone: str
     dropin: str = ""
+    service_dropin: str = ""
     units_dir: Path | None = UNITS_DIR
     extra_args: tuple[str, ...] = ()
     setup: str = ""
@@ -203,6 +215,8 @@ def venv_install(venv: Path | None = None) -> Install:
         binds.append((venv.resolve(), venv.resolve()))
     dropin = "[Service]\nExecStart=\nExecStart={exe} {args}\n".replace(
         "{exe}", str(venv / "bin" / "ghost-backup"))
+    post_stop = "ExecStopPost=\nExecStopPost=-+{exe} post-stop\n".replace(
+        "{exe}", str(venv / "bin" / "ghost-backup"))
     # The shipped unit hides /root and /home (ProtectHome=yes) and /tmp (PrivateTmp=yes) from
     # the service; a checkout, venv or interpreter living there (pyenv under /root, a CI clone
     # under /tmp) is bound back in read-only. ProtectHome=tmpfs (instead of yes) is the only
@@ -216,7 +230,7 @@ def venv_install(venv: Path | None = None) -> Install:
     for path in hidden:
         dropin += f"BindReadOnlyPaths={path}\n"
     return Install(name="venv", ro_binds=tuple(binds), rclone=str(venv / "bin" / "rclone"),
-                   dropin=dropin)
+                   dropin=dropin, service_dropin=post_stop)
 
 
 def cannot_boot_reason() -> str | None:
@@ -333,8 +347,9 @@ def _write_units(units: Path, install: Install) -> None:
         for unit in ("ghost-backup.service", "ghost-backup-alert@.service"):
             exe_args = "run" if unit == SERVICE else "alert --unit %i.service"
             (units / f"{unit}.d").mkdir(exist_ok=True)
+            extra = install.service_dropin if unit == SERVICE else ""
             (units / f"{unit}.d" / "50-system-test.conf").write_text(
-                install.dropin.replace("{args}", exe_args))
+                install.dropin.replace("{args}", exe_args) + extra)
 
 
 def _write_credential(path: Path, s3: S3Server) -> None:

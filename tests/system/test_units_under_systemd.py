@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ghost_backup.errors import ExitCode
 from tests.helpers import find_canaries
@@ -246,3 +247,22 @@ def test_audit_host_inside_the_container_after_the_backups_is_clean(booted: Evid
     assert (report["clean"], report["findings"]) == (True, [])
     assert report["notes"] == []  # it read the unit's config, not the defaults
     assert report["files_scanned"] > 20  # units, config, drop-ins: it did look
+
+
+def test_metrics_textfile_is_published_0644_and_readable_by_an_unprivileged_user(
+    booted: Evidence,
+) -> None:
+    # The service (DynamicUser=) staged it; the root ExecStopPost=+ hook published it.
+    assert booted.text("metrics.stat").split() == ["644", "root", "755", "root"], \
+        booted.text("metrics.stat")
+    assert booted.text("metrics.read-rc").strip() == "0", booted.text("metrics.read-err")
+    families = {f.name: f for f in text_string_to_metric_families(booted.text("metrics.prom"))}
+    assert all(f.type == "gauge" and f.name.startswith("ghost_backup_")
+               for f in families.values())
+    value = {n: f.samples[0].value for n, f in families.items()}
+    assert value["ghost_backup_last_run_success"] == 1
+    assert value["ghost_backup_last_run_transferred_files"] == 120
+    assert value["ghost_backup_last_success_timestamp_seconds"] > 0
+    # The control: the same user cannot read the state directory (/var/lib/private).
+    assert booted.text("state.read-rc").strip() != "0"
+    assert "Permission denied" in booted.text("state.read-err")

@@ -1,5 +1,5 @@
 """Pure parts of the operator's toolkit: argv builders, parsers, selections, the state record,
-the metrics text, the checklist and the restore-target guard."""
+the checklist and the restore-target guard."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from ghost_backup.commands.check import (
 from ghost_backup.commands.guards import check_restore_target
 from ghost_backup.commands.restore import check_subpath
 from ghost_backup.errors import ExitCode, UsageError
-from ghost_backup.report.metrics import render_metrics
 from ghost_backup.report.state import (
     StateUnreadable,
     build_last_run,
@@ -182,18 +181,6 @@ def test_status_text_names_outcome_code_and_last_success() -> None:
     assert "failure, exit 77 PROXY_DENIED" in text
     assert "run run-0" in text
     assert "no backup run recorded yet" in format_last_run(None, now=T0, path=Path("/x"))
-
-
-def test_metrics_text_has_the_documented_gauges() -> None:
-    text = render_metrics(_record(0))
-    for name in ("last_success_timestamp_seconds", "last_run_exit_code", "bytes_total",
-                 "files_transferred", "duration_seconds", "credential_ttl_seconds"):
-        assert f"# TYPE ghost_backup_{name} gauge\n" in text
-    assert "ghost_backup_bytes_total 2048\n" in text
-    assert "ghost_backup_duration_seconds 90\n" in text
-    assert 'rclone_version="v1.75.2"' in text
-    never = render_metrics(_record(65))
-    assert "ghost_backup_last_success_timestamp_seconds 0\n" in never
 
 
 def test_checklist_marks_and_first_failure_code() -> None:
