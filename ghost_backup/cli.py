@@ -380,9 +380,8 @@ def _cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ghost_backup.commands.dry_run import run_dry_run
     from ghost_backup.commands.run import run_backup
-    from ghost_backup.credentials.http import new_session
     from ghost_backup.host.notify import notifier_from_env, watchdog_interval
-    from ghost_backup.report.alerts import HttpAlerts
+    from ghost_backup.report.alerts import HttpAlerts, new_alert_session
 
     settings = _load_settings(args, env)
     if args.dry_run:
@@ -391,7 +390,7 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     deps = build_deps(
         env,
         notifier=notifier_from_env(env),
-        alerts=HttpAlerts(settings.alerts, new_session(), _REDACTOR),
+        alerts=HttpAlerts(settings.alerts, new_alert_session(), _REDACTOR),
         watchdog_seconds=watchdog_interval(env),
     )
     return int(run_backup(settings, deps).exit_code)
@@ -399,11 +398,10 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _cmd_alert(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ghost_backup.commands.alert import run_alert
-    from ghost_backup.credentials.http import new_session
-    from ghost_backup.report.alerts import HttpAlerts
+    from ghost_backup.report.alerts import HttpAlerts, new_alert_session
 
     def sink(settings: Settings) -> AlertSink:
-        return HttpAlerts(settings.alerts, new_session(), _REDACTOR)
+        return HttpAlerts(settings.alerts, new_alert_session(), _REDACTOR)
 
     run_alert(args.unit, env, lambda: _load_settings(args, env), sink)
     return 0

@@ -796,8 +796,25 @@ class AlertSettings(_Section):
         None, description="URL that receives a JSON POST describing each failed run."
     )
     notify_success: bool = Field(False, description="Also POST the webhook on success.")
+    ca_bundle: Path | None = Field(
+        None,
+        description=(
+            "PEM file of the CAs that alert URLs are verified against, instead of the system "
+            "store (`/etc/ssl/certs/ca-certificates.crt` on Flatcar, rebuilt by "
+            "`update-ca-certificates`; certifi's bundle when there is none). Alerts honour "
+            "`HTTPS_PROXY`/`NO_PROXY` from the unit's environment; the credential fetch "
+            "never does."
+        ),
+    )
     timeout_seconds: float = Field(10.0, gt=0, le=60, description="Timeout per alert request.")
     attempts: int = Field(3, ge=1, le=5, description="Attempts per alert channel.")
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _absolute_ca(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
 
     @field_validator("healthcheck_url", "webhook_url")
     @classmethod

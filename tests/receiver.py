@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -139,8 +141,14 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.scheme = "http"
+        if tls is not None:  # (certificate, key): serve HTTPS
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self.received: list[Received] = []
         self.lock = threading.Lock()
         self.status = 200
@@ -149,8 +157,8 @@ class _Server(ThreadingHTTPServer):
 class AlertReceiver:
     """Healthchecks ping endpoint and webhook on 127.0.0.1, in a background thread."""
 
-    def __init__(self) -> None:
-        self._server = _Server()
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        self._server = _Server(tls)
         # A short poll interval makes stop() quick (shutdown waits for one poll).
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True)
@@ -158,8 +166,8 @@ class AlertReceiver:
 
     @property
     def url(self) -> str:
-        """Return ``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        """Return ``http://127.0.0.1:<port>`` (``https://`` when serving TLS)."""
+        return f"{self._server.scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def healthcheck_url(self) -> str:

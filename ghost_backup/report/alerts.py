@@ -12,6 +12,13 @@ UUID (anything else is answered 400 "invalid uuid format"), so it is derived fro
 (:func:`build_ping_rid`) and the run id travels in the body. healthchecks keeps the *first*
 10,000 bytes of a body and drops the rest; we want the *last* log lines, so the body is cut
 here (:func:`build_ping_body`).
+
+Alerts leave the host (healthchecks, a chat webhook), often through a corporate proxy or to
+a server with a private CA, so their session honours ``HTTPS_PROXY``/``NO_PROXY``
+(``trust_env``) and verifies against the system's CA bundle or ``alerts.ca_bundle``, passed
+with every request (a per-request path also stops ``REQUESTS_CA_BUNDLE`` from replacing it).
+The credential fetch keeps its own loopback-only session without either
+(:func:`ghost_backup.credentials.http.new_session`).
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from ghost_backup import __version__
 from ghost_backup.errors import ExitCode
@@ -41,6 +50,16 @@ HEALTHCHECK_BODY_LIMIT = 10_000
 # at the end without storing anything (healthchecks' docs allow a deterministic rid).
 RID_NAMESPACE = uuid.UUID("924542ab-21ad-4a19-902e-e791c7261c06")
 _MAX_EXIT_STATUS = 255  # /<exit status> above 255 is answered 400 "invalid url format"
+# Where distributions keep the system CA bundle, first found wins (the list Go's crypto/x509
+# and truststore search). Flatcar and Debian: ca-certificates.crt, which
+# `update-ca-certificates` rebuilds after a PEM is added under /etc/ssl/certs.
+SYSTEM_CA_BUNDLES = (
+    Path("/etc/ssl/certs/ca-certificates.crt"),
+    Path("/etc/pki/tls/certs/ca-bundle.crt"),
+    Path("/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"),
+    Path("/etc/ssl/cert.pem"),
+    Path("/etc/ssl/ca-bundle.pem"),
+)
 
 
 @dataclass(frozen=True)
@@ -122,6 +141,24 @@ def build_unit_failure_event(unit: str, env: Mapping[str, str]) -> AlertEvent:
     )
 
 
+def select_ca_bundle(configured: Path | None,
+                     is_file: Callable[[Path], bool] = Path.is_file) -> str:
+    """Return the CA bundle alerts verify against: ``configured``, else the first system
+    bundle found, else certifi's (requests' own default)."""
+    if configured is not None:
+        return str(configured)
+    found = next((path for path in SYSTEM_CA_BUNDLES if is_file(path)), None)
+    return str(found) if found is not None else DEFAULT_CA_BUNDLE_PATH
+
+
+def new_alert_session() -> requests.Session:
+    """Return the session for alerts: proxy variables honoured (``trust_env``), unlike the
+    credential session."""
+    session = requests.Session()
+    session.trust_env = True
+    return session
+
+
 def build_ping_rid(run_id: str) -> str:
     """Return the healthchecks ``rid`` for ``run_id``: a UUID, the same every time."""
     return str(uuid.uuid5(RID_NAMESPACE, run_id))
@@ -189,6 +226,7 @@ class HttpAlerts:
         self._redactor = redactor
         self._sleep = sleep
         self._host = host or socket.gethostname()
+        self._verify = select_ca_bundle(settings.ca_bundle)
 
     def _post(self, channel: str, url: str, body: bytes, content_type: str) -> None:
         """POST ``body``; retry connection errors, timeouts, 5xx and 429, never another 4xx
@@ -204,8 +242,11 @@ class HttpAlerts:
                              "User-Agent": f"ghost-backup/{__version__}"},
                     timeout=self._settings.timeout_seconds,
                     allow_redirects=False,
+                    verify=self._verify,
                 )
-            except requests.RequestException as err:
+            except requests.exceptions.SSLError as err:
+                problem = f"SSLError: {_tls_reason(err)}; CA bundle {self._verify}"
+            except (requests.RequestException, OSError) as err:  # OSError: CA file missing
                 problem = type(err).__name__
             else:
                 status = response.status_code
@@ -245,6 +286,16 @@ class HttpAlerts:
             text = json.dumps(build_webhook_body(event, self._host))
             self._post("webhook", self._settings.webhook_url,
                        self._redactor.redact(text).encode(), "application/json")
+
+
+def _tls_reason(err: requests.exceptions.SSLError) -> str:
+    """Return the short reason of a TLS failure (``certificate verify failed`` and the like)."""
+    text = str(err)
+    for known in ("certificate verify failed", "hostname mismatch", "wrong version number",
+                  "certificate has expired", "self-signed certificate"):
+        if known in text:
+            return known
+    return "handshake failed"
 
 
 def _reason(response: requests.Response, redactor: Redactor) -> str:

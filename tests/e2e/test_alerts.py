@@ -9,6 +9,7 @@ from ghost_backup.errors import ExitCode
 from ghost_backup.report.alerts import build_ping_rid
 from tests.helpers import Stack, error_lines, find_canaries, make_tree
 from tests.support.devstack import free_port
+from tests.support.httpproxy import HttpProxy
 
 
 def _assert_no_canaries(stack: Stack, *texts: str) -> None:
@@ -72,4 +73,25 @@ def test_undeliverable_alerts_are_logged_at_error_and_never_change_the_exit_code
     assert len(undelivered) == 3  # the start ping, the end ping, the webhook
     assert any("alert to webhook could not be delivered (HTTP 500" in line
                for line in undelivered)
+    _assert_no_canaries(stack, done.stderr)
+
+
+def test_alerts_honour_the_proxy_variables_and_the_credential_fetch_ignores_them(
+    stack: Stack,
+) -> None:
+    make_tree(stack.source, 2)
+    proxy = HttpProxy()
+    try:
+        # ALL_PROXY: requests honours it for http:// URLs (our loopback receiver and proxy);
+        # rclone (Go) does not read it, so the S3 traffic stays direct.
+        done = stack.run("run", env={"ALL_PROXY": proxy.url, "all_proxy": proxy.url})
+    finally:
+        proxy.stop()
+    assert done.returncode == 0, done.stderr
+    assert stack.alerts.ping_actions() == ["start", "exit 0"]
+    through = [line.split()[1] for line in proxy.seen]
+    assert [t.split("?")[0] for t in through] == [
+        f"{stack.alerts.healthcheck_url}/start", f"{stack.alerts.healthcheck_url}/0"]
+    assert len(stack.proxy.state.requests) == 1  # the fetch went straight to the proxy...
+    assert not any("/credentials/" in t for t in through)  # ...never through HttpProxy
     _assert_no_canaries(stack, done.stderr)
