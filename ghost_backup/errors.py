@@ -105,16 +105,18 @@ EXIT_CODES: dict[ExitCode, ExitInfo] = {
     ),
     ExitCode.RUNTIME_UNSAFE: ExitInfo(
         meaning=('runtime directory unsafe (not tmpfs, wrong owner or mode)'),
-        detail=('the runtime dir is not tmpfs, not ours, or not 0700; nothing secret was created'),
-        action=('run under the shipped unit (`RuntimeDirectory=ghost`), or point `runtime.dir` at '
-                'a tmpfs'),
+        detail=('the runtime dir is not tmpfs, not ours, or not 0700, or the lock file is missing; '
+                'nothing secret was created'),
+        action=('run under the shipped unit (`RuntimeDirectory=ghost`), or point '
+                '`runtime.manual_dir` at a tmpfs; a missing lock: `systemd-tmpfiles --create '
+                'ghost-backup.conf`'),
         retry=False,
     ),
     ExitCode.TEMPORARY: ExitInfo(
         meaning=('temporary: another run holds the lock, or the run was cut off before the keys '
                  'expire'),
-        detail=('another run holds the lock (its pid is named), or rclone was cut off before the '
-                'credentials expired (not every file was copied)'),
+        detail=('another run holds the lock (its unit or pid is named), or rclone was cut off '
+                'before the credentials expired (not every file was copied)'),
         action=('nothing if it recurs once; if every night is cut off, ask for a longer credential'
                 ' lifetime or speed the sync up'),
         retry=True,

@@ -733,12 +733,29 @@ class RuntimeSettings(_Section):
     dir: Path = Field(
         Path("/run/ghost"),
         description=(
-            "Runtime directory on tmpfs (systemd `RuntimeDirectory=ghost`). Holds the lock and "
-            "the per-run rclone config; must be a tmpfs or ramfs, owned by us, mode 0700."
+            "The unit's runtime directory on tmpfs (systemd `RuntimeDirectory=ghost`, used "
+            "when `$RUNTIME_DIRECTORY` is set). Holds the per-run rclone config; must be a "
+            "tmpfs or ramfs, owned by us, mode 0700."
+        ),
+    )
+    manual_dir: Path = Field(
+        Path("/run/ghost-backup-manual"),
+        description=(
+            "Runtime directory of commands run by hand (`check`, `restore`, `verify`, `run` "
+            "outside the unit): same rules as `dir`, never shared with the unit, whose "
+            "directory systemd deletes when it stops."
+        ),
+    )
+    lock_path: Path = Field(
+        Path("/run/ghost-backup.lock"),
+        description=(
+            "The one lock every command takes (flock), outside both runtime directories. "
+            "Root-owned 0644, created at boot by the shipped tmpfiles.d line "
+            "(`systemd-tmpfiles --create ghost-backup.conf`) or by a root command."
         ),
     )
 
-    @field_validator("dir")
+    @field_validator("dir", "manual_dir", "lock_path")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         if not value.is_absolute():

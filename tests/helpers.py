@@ -75,6 +75,11 @@ class Stack:
     databases: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def lock_path(self) -> Path:
+        """Return the lock every command takes (next to the runtime dir, on tmpfs)."""
+        return self.runtime_dir.parent / "ghost-backup.lock"
+
+    @property
     def bucket_root(self) -> Path:
         """Return the folder holding the bucket's objects (mirror and history)."""
         return self.s3.bucket_dir(BUCKET)
@@ -106,7 +111,8 @@ class Stack:
             "credentials": {"url": self.proxy.url(), "max_total_seconds": 10,
                             "timeout_seconds": 3, "connect_timeout_seconds": 2},
             "rclone": {"binary": RCLONE, "stats_interval_seconds": 1},
-            "runtime": {"dir": str(self.runtime_dir)},
+            "runtime": {"dir": str(self.runtime_dir), "manual_dir": str(self.runtime_dir),
+                        "lock_path": str(self.lock_path)},
             "state": {"dir": str(self.tmp / "state")},
             "alerts": {"healthcheck_url": self.alerts.healthcheck_url,
                        "webhook_url": self.alerts.webhook_url,

@@ -121,7 +121,7 @@ def run_check(settings: Settings, deps: Deps) -> tuple[CheckItem, ...]:
     try:
         with command_scope(settings, deps, run_id) as scope:
             items.append(CheckItem("runtime dir", True,
-                                   f"{settings.runtime.dir} is private tmpfs; lock free"))
+                                   f"{scope.runtime_dir} is private tmpfs; lock free"))
             credentials: list[Credentials] = []
 
             def fetch() -> str:

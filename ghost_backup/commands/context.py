@@ -96,6 +96,7 @@ class Scope:
     run_id: str
     _stack: contextlib.ExitStack
     _runtime_fd: int
+    runtime_dir: Path  # the unit's under systemd, else the hand-run one
 
     def open_window(self, credentials: Credentials) -> Window:
         """Create the per-run tmpfs dir with the rclone config; it is shredded at scope exit.
@@ -105,7 +106,7 @@ class Scope:
         rclone gets paths below it. The config holds no key (keys travel in rclone's
         environment only).
         """
-        runtime_dir = self.settings.runtime.dir
+        runtime_dir = self.runtime_dir
         try:
             run_dir = runtime.create_run_dir(runtime_dir, self.run_id, self._runtime_fd)
         except OSError as err:  # a full tmpfs (ENOSPC), inodes exhausted (EMFILE...)
@@ -134,7 +135,8 @@ class Scope:
 
 @contextlib.contextmanager
 def command_scope(settings: Settings, deps: Deps, run_id: str) -> Iterator[Scope]:
-    """Prove the runtime dir safe, take the single-run lock, sweep stale run dirs; yield.
+    """Prove the runtime dir safe (the unit's under systemd, else the hand-run one), take
+    the single-run lock (outside both), sweep stale run dirs; yield.
 
     On the way out, whatever happened and with signals deferred: ``STOPPING=1``, then every
     window's directory is shredded and removed, then the lock is released (each cleanup runs
@@ -142,14 +144,16 @@ def command_scope(settings: Settings, deps: Deps, run_id: str) -> Iterator[Scope
     the nightly sync, and the proxy's audit log sees one credential request at a time.
     """
     stack = contextlib.ExitStack()
+    runtime_dir = runtime.select_runtime_dir(settings.runtime.dir, settings.runtime.manual_dir,
+                                             deps.env)
     try:
-        runtime_fd = runtime.open_runtime_dir(settings.runtime.dir)
+        runtime_fd = runtime.open_runtime_dir(runtime_dir)
         stack.callback(os.close, runtime_fd)  # closed last, after every cleanup
-        lock_fd = runtime.acquire_lock(settings.runtime.dir, runtime_fd)
+        lock_fd = runtime.acquire_lock(settings.runtime.lock_path)
         stack.callback(runtime.release_lock, lock_fd)
-        for stale in runtime.remove_stale_run_dirs(settings.runtime.dir):
+        for stale in runtime.remove_stale_run_dirs(runtime_dir):
             log.warning("removed stale run directory %s left by a run that died", stale.name)
-        yield Scope(settings, run_id, stack, runtime_fd)
+        yield Scope(settings, run_id, stack, runtime_fd, runtime_dir)
     finally:
         with deps.stop.deferred():
             deps.notifier.send("STOPPING=1")

@@ -5,6 +5,20 @@ Nothing here is ever on persistent disk: the runtime directory must be a tmpfs o
 are created exclusively (``O_CREAT|O_EXCL|O_NOFOLLOW``) with mode 0600, and removed by
 overwriting and unlinking. Overwriting is defence in depth only (shred(1) itself says it
 cannot promise more on modern filesystems); tmpfs plus a short life is the real guarantee.
+
+Two runtime directories, never shared: the unit's (``RuntimeDirectory=ghost``, which systemd
+creates for the transient user and deletes when the unit stops) and, for commands run by hand
+(root, no ``$RUNTIME_DIRECTORY``), ``runtime.manual_dir``. A hand-run ``restore`` therefore
+never loses its config when the unit stops, and never trips over a directory the unit's
+transient user owns. The one lock both take lives outside both: ``/run/ghost-backup.lock``
+(``runtime.lock_path``), a root-owned 0644 file from the shipped tmpfiles.d line. ``flock(2)``
+needs no write access, so the sandboxed service (read-only ``/run``) can take it too.
+
+Nothing here is ever on persistent disk: the runtime directory must be a tmpfs or ramfs
+(proved with statfs(2), not assumed from the path), owned by us and mode 0700. Per-run files
+are created exclusively (``O_CREAT|O_EXCL|O_NOFOLLOW``) with mode 0600, and removed by
+overwriting and unlinking. Overwriting is defence in depth only (shred(1) itself says it
+cannot promise more on modern filesystems); tmpfs plus a short life is the real guarantee.
 """
 
 from __future__ import annotations
@@ -14,7 +28,9 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from ghost_backup.errors import RuntimeUnsafe, TemporaryFailure
@@ -25,7 +41,14 @@ from ghost_backup.host.paths import find_unsafe_ancestor
 log = logging.getLogger(__name__)
 
 RUN_DIR_PREFIX = "run-"
-LOCK_NAME = "lock"
+LOCK_MODE = 0o644
+TMPFILES_HINT = "systemd-tmpfiles --create ghost-backup.conf"
+
+
+def select_runtime_dir(unit_dir: Path, manual_dir: Path, env: Mapping[str, str]) -> Path:
+    """Return the unit's runtime dir under systemd (``$RUNTIME_DIRECTORY`` is set for
+    ``RuntimeDirectory=``, systemd.exec(5)), else the hand-run one."""
+    return unit_dir if env.get("RUNTIME_DIRECTORY") else manual_dir
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -100,46 +123,94 @@ def _check_runtime_fd(path: Path, fd: int) -> None:
         )
 
 
-def acquire_lock(runtime_dir: Path, dir_fd: int | None = None) -> int:
-    """Take the single-run lock in ``runtime_dir`` (opened as ``dir_fd`` when given); return
-    its fd (held until closed).
+def acquire_lock(path: Path) -> int:
+    """Take the single-run lock at ``path``; return its fd (held until closed).
 
-    Raise TemporaryFailure naming the holder's pid if another run holds it, RuntimeUnsafe if
-    the lock path is not a plain file of ours (a FIFO, a directory, a symlink, a device).
+    The file is opened read-only without following a symlink and created (0644) only by
+    root: the unit cannot write ``/run``. Raise TemporaryFailure naming the holder (its
+    systemd unit and pid, read from /proc/locks) if another process holds it, RuntimeUnsafe
+    if the file is missing and cannot be created.
     """
-    path = runtime_dir / LOCK_NAME
-    # O_NONBLOCK: opening a FIFO must not hang; a directory fails with EISDIR.
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    # O_NONBLOCK: opening a FIFO must not hang; a directory is refused below.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        fd = (os.open(path, flags, 0o600) if dir_fd is None
-              else os.open(LOCK_NAME, flags, 0o600, dir_fd=dir_fd))
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        try:
+            fd = os.open(path, flags | os.O_CREAT, LOCK_MODE)
+        except OSError as err:
+            raise RuntimeUnsafe(
+                f"lock file {path} is missing and cannot be created ({err.strerror}); "
+                f"run `{TMPFILES_HINT}` as root") from None
     except OSError as err:
-        raise RuntimeUnsafe(f"cannot open the lock {path}: {err.strerror}") from None
+        raise RuntimeUnsafe(f"cannot open lock file {path}: {err.strerror}") from None
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+    if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.geteuid()):
         os.close(fd)
-        raise RuntimeUnsafe(f"lock {path} is not a plain file of ours; remove it")
+        raise RuntimeUnsafe(f"lock file {path} is not a plain file of root's or ours; "
+                            "remove it")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
         if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise TemporaryFailure(
-                f"another ghost-backup run (pid {holder}) holds {path}; not starting a second"
-            ) from None
+            raise TemporaryFailure(format_lock_holder(path, find_lock_holder(path))) from None
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
 
 
 def release_lock(fd: int) -> None:
     """Release the lock taken by :func:`acquire_lock`."""
+    os.close(fd)
+
+
+def parse_lock_holder(proc_locks: str, device: int, inode: int) -> int | None:
+    """Given /proc/locks, return the pid holding a FLOCK on ``device``/``inode``, if any."""
+    key = f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"
+    for line in proc_locks.splitlines():
+        parts = line.split()  # "1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF"
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == key and parts[4].isdigit():
+            return int(parts[4])
+    return None
+
+
+def parse_unit_from_cgroup(text: str) -> str | None:
+    """Given /proc/PID/cgroup, return the systemd unit the process runs in (None: a session
+    scope or no systemd)."""
+    path = text.strip().rsplit(":", 1)[-1]
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return name if re.fullmatch(r"[\w@.:\\-]+\.service", name) else None
+
+
+def find_lock_holder(path: Path) -> tuple[int, str | None] | None:
+    """Return (pid, unit) of the process holding the lock at ``path``, as far as we can see
+    (``ProtectProc=invisible`` hides root's processes from the service)."""
     try:
-        os.ftruncate(fd, 0)
-    finally:
-        os.close(fd)
+        st = path.stat()
+        pid = parse_lock_holder(Path("/proc/locks").read_text(encoding="ascii", errors="replace"),
+                                st.st_dev, st.st_ino)
+    except OSError:
+        return None
+    if pid is None:
+        return None
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text(encoding="utf-8", errors="replace")
+        return pid, parse_unit_from_cgroup(text)
+    except OSError:
+        return pid, None
+
+
+def format_lock_holder(path: Path, holder: tuple[int, str | None] | None) -> str:
+    """Return the one-line refusal for a held lock: which unit or process holds it."""
+    if holder is None:
+        return (f"another ghost-backup process holds {path}; not starting a second "
+                "(try again when it has finished)")
+    pid, unit = holder
+    if unit is not None and unit.startswith("ghost-backup"):
+        return (f"{unit} (pid {pid}) is running a backup; try again after it finishes "
+                f"(`systemctl status {unit}`)")
+    return (f"another ghost-backup run (pid {pid}, a hand-run command?) holds {path}; "
+            "not starting a second")
 
 
 def remove_stale_run_dirs(runtime_dir: Path) -> list[Path]:

@@ -122,6 +122,9 @@ env -i PATH=/usr/bin:/bin "$bundle" config example > "$app/usr/share/ghost-backu
 mkdir -p "$app/usr/share/bash-completion/completions"
 env -i PATH=/usr/bin:/bin "$bundle" completion bash \
   > "$app/usr/share/bash-completion/completions/ghost-backup"
+# The lock file (/run/ghost-backup.lock), created at boot by systemd-tmpfiles-setup.service,
+# which runs after systemd-sysext.service has merged the image.
+install -D -m 0644 packaging/tmpfiles.d/ghost-backup.conf "$app/usr/lib/tmpfiles.d/ghost-backup.conf"
 # The units' example drop-ins, for operators to copy into /etc/systemd/system/UNIT.d/.
 for example in packaging/systemd/*.d/*.conf.example; do
   [[ -e "$example" ]] || continue

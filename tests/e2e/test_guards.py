@@ -84,7 +84,7 @@ def test_unsafe_source_against_a_full_bucket_deletes_nothing_exits_66_and_alerts
     assert "rclone started" not in done.stderr
     assert len(stack.proxy.state.requests) == 1  # only the first run asked for keys
     _assert_alerted(stack, ExitCode.SOURCE_REFUSED, says)
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     _assert_no_canaries(stack, first.stderr, done.stderr)
 
 
@@ -123,7 +123,7 @@ def test_max_delete_guard_stops_a_mass_delete_with_exit_79(stack: Stack) -> None
     assert done.stderr.count("--max-delete threshold reached") == 1
     assert re.search(r"rclone refused \d+ more deletions past --max-delete", done.stderr)
     _assert_alerted(stack, ExitCode.DELETE_GUARD, "deletion guard tripped")
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     _assert_no_canaries(stack, first.stderr, done.stderr)
 
 
@@ -175,7 +175,7 @@ def test_sync_that_cannot_finish_before_keys_expire_is_cut_off_with_exit_75(
     assert len(ours) == 1, done.stderr
     assert "cut off before the credentials expire" in ours[0]
     _assert_alerted(stack, ExitCode.TEMPORARY, "cut off")
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     _assert_no_canaries(stack, done.stderr)
 
 

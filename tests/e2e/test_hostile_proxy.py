@@ -3,7 +3,7 @@
 One parametrized suite against the real dev proxy on loopback (and a closed port and a
 black hole for the network cases). For every hostile case: the documented exit code, rclone
 never started and nothing in the bucket, exactly one error-priority line, an alert delivered
-to both channels, nothing left in the runtime dir but the (empty) lock, zero canary hits.
+to both channels, nothing left in the runtime dir, zero canary hits.
 """
 
 from __future__ import annotations
@@ -172,9 +172,9 @@ def test_hostile_proxy_fails_closed_with_alert_and_nothing_written(
     assert [(h["outcome"], h["exit_code"]) for h in hooks] == [("failure", case.exit_code)]
     assert case.says in hooks[0]["message"]
     assert stack.alerts.ping_actions() == ["start", f"exit {case.exit_code}"]
-    # Nothing written: only the released (empty) lock remains in the runtime dir.
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
-    assert (stack.runtime_dir / "lock").stat().st_size == 0
+    # Nothing written: the runtime dir is empty, the (released) lock empty too.
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
+    assert stack.lock_path.stat().st_size == 0
     assert find_canaries(
         stack.secrets, texts=[done.stdout, done.stderr, *stack.alerts.bodies()],
         dirs=[stack.tmp, stack.runtime_dir.parent]) == []

@@ -164,7 +164,7 @@ def test_sigterm_mid_sync_stops_rclone_shreds_config_and_exits_143(
     assert proc.returncode == 143, text
     assert "terminated" in text
     assert not run_dirs[0].exists()
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     assert find_canaries(stack.secrets, texts=[text, out], dirs=[stack.tmp]) == []
     # rclone is gone too (its own process group got the signal).
     pid = int(re.search(r"rclone started \(pid (\d+)\)", text).group(1))  # type: ignore[union-attr]
@@ -177,5 +177,5 @@ def test_cleanup_after_rclone_failure(filled_stack: Stack) -> None:
     stack.overrides["rclone"] = {"extra_args": ["--timeout=not-a-duration"]}
     result = stack.run("run")
     assert result.returncode == 1, result.stderr
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     assert find_canaries(stack.secrets, texts=[result.stderr], dirs=[stack.tmp]) == []

@@ -1,6 +1,6 @@
 """One run at a time, clean after any death: the lock, a SIGKILLed supervisor, and rclone
 crashing, missing, hanging or ignoring SIGTERM (fake rclone scripts for the states a real
-one can't be pushed into). Every test ends with only the lock left and zero canary hits."""
+one can't be pushed into). Every test ends with an empty runtime dir and zero canary hits."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from ghost_backup.errors import ExitCode
+from ghost_backup.host import runtime
 from tests.helpers import Stack, error_lines, find_canaries, make_tree
 
 
 def _assert_clean(stack: Stack, *texts: str) -> None:
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     assert find_canaries(stack.secrets, texts=[*texts, *stack.alerts.bodies()],
                          dirs=[stack.tmp, stack.runtime_dir.parent]) == []
 
@@ -62,8 +63,8 @@ def test_second_concurrent_run_exits_75_at_once_naming_the_holders_pid(stack: St
     stack.proxy.state.mode = "slow-headers:3"  # the first run holds the lock meanwhile
     stack.overrides["credentials"] = {"timeout_seconds": 10}
     first = stack.popen("run")
-    lock = stack.runtime_dir / "lock"
-    _wait_until(lambda: lock.exists() and lock.read_text().strip(), 15, "the first run's lock")
+    _wait_until(lambda: runtime.find_lock_holder(stack.lock_path) is not None, 15,
+                "the first run's lock")
 
     started = time.monotonic()
     second = stack.run("run")
@@ -73,7 +74,7 @@ def test_second_concurrent_run_exits_75_at_once_naming_the_holders_pid(stack: St
     assert took < 3
     errors = error_lines(second.stderr)
     assert len(errors) == 1, second.stderr
-    assert f"another ghost-backup run (pid {first.pid}) holds" in errors[0]
+    assert f"another ghost-backup run (pid {first.pid}, a hand-run command?) holds" in errors[0]
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
     assert len(stack.proxy.state.requests) == 1  # the second run never asked for keys

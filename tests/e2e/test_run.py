@@ -41,7 +41,7 @@ def test_run_syncs_tree_byte_identical_then_nothing_then_deletes(filled_stack: S
     assert third.returncode == 0, third.stderr
     assert not (stack.bucket_dir / victim.relative_to(stack.source)).exists()
     assert _same_tree(stack.source, stack.bucket_dir)
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     _assert_clean(stack, first.stderr, second.stderr, third.stderr, first.stdout)
 
 
@@ -68,7 +68,7 @@ def test_wrong_keys_from_the_proxy_fail_the_run_clearly(filled_stack: Stack) -> 
     assert "failed: rclone" in result.stderr
     assert "SignatureDoesNotMatch" in result.stderr or "403" in result.stderr
     assert list(stack.bucket_root.iterdir()) == []
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     _assert_clean(stack, result.stderr)
 
 

@@ -56,7 +56,7 @@ def test_check_passes_on_a_healthy_stack_and_writes_nothing(stack: Stack) -> Non
     assert "command=check" in result.stderr  # the audit line names the command
     after = sorted(p.relative_to(stack.bucket_dir) for p in stack.bucket_dir.rglob("*"))
     assert after == before
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     _assert_clean(stack, result.stdout, result.stderr)
 
 
@@ -145,7 +145,7 @@ def test_restore_of_a_backed_up_tree_is_byte_identical(stack: Stack) -> None:
     assert f"restored {FILES} files" in result.stderr
     assert f"verified {FILES} files identical" in result.stderr
     assert "command=restore" in result.stderr
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     _assert_clean(stack, result.stdout, result.stderr)
 
 
@@ -344,7 +344,7 @@ def test_sigterm_during_a_restore_stops_rclone_and_shreds_the_run_dir(stack: Sta
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "stopped by a signal" in err
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     _assert_clean(stack, out, err, *seen)
 
 

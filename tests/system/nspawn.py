@@ -38,6 +38,7 @@ from tests.support.devstack import S3Server, start_s3_server
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS_DIR = REPO / "packaging" / "systemd"
+TMPFILES_CONF = REPO / "packaging" / "tmpfiles.d" / "ghost-backup.conf"
 UNIT_FILES = ("ghost-backup.service", "ghost-backup.timer", "ghost-backup-alert@.service")
 SERVICE = "ghost-backup.service"
 ALERT_UNIT = "ghost-backup-alert@ghost-backup.service"
@@ -120,7 +121,12 @@ systemctl start "$svc"   # Type=notify: returns at READY=1, before the database 
 for _ in $(seq 1 300); do  # the sync's STATUS= says rclone runs
   case "$(systemctl show -p StatusText --value "$svc")" in syncing*) break;; esac; sleep 0.1
 done
-sleep 1
+# Meanwhile an operator runs a command by hand (root): refused with 75 naming the unit.
+gb=$(systemctl show -p ExecStart --value "$svc" | sed -n 's/^{ path=\([^ ;]*\) .*/\1/p')
+"$gb" check > "$out/handrun.stdout" 2> "$out/handrun.stderr"
+echo $? > "$out/handrun.rc"
+ls -A /run/ghost-backup-manual > "$out/handrun.manual-dir" 2>&1
+sleep 0.5
 systemctl stop "$svc"
 record "$svc" stopped
 for p in /proc/[0-9]*; do cat "$p/comm" 2>/dev/null; done | grep -c '^rclone$' \
@@ -136,8 +142,7 @@ systemd-analyze calendar --iterations=2 '*-*-* 02:00:00' > "$out/calendar.txt"
 date +%s > "$out/now"
 
 # 5: the host audit, as an operator runs it (root, outside the unit's sandbox), finds no
-# long-lived key after the backups. The executable is the one the service runs.
-gb=$(systemctl show -p ExecStart --value "$svc" | sed -n 's/^{ path=\([^ ;]*\) .*/\1/p')
+# long-lived key after the backups. The executable is the one the service runs ($gb).
 "$gb" audit-host --json > "$out/audit.json" 2> "$out/audit.stderr"
 echo $? > "$out/audit.rc"
 
@@ -145,6 +150,17 @@ echo $? > "$out/audit.rc"
 mkdir -p "$out/left"
 cp -a /var/lib "$out/left/var-lib" 2>/dev/null
 cp -aL /etc "$out/left/etc" 2>/dev/null
+
+# 6b: the other way round: a hand-run command (here flock(1), as root) holds the lock when
+# the unit starts: the unit exits 75 saying why, and would retry in 10 min.
+systemctl reset-failed "$svc"   # the start rate limit (StartLimitBurst=3)
+flock --no-fork /run/ghost-backup.lock sleep 30 &
+holder=$!
+sleep 0.3
+start_and_wait "$svc" "$out/locked.status"
+record "$svc" locked
+kill $holder
+systemctl stop "$svc"; systemctl reset-failed "$svc"
 
 # 6: the same backup with the keys handed over by systemd (source systemd-credential):
 # LoadCredential= under the unit's DynamicUser=. Last, so that the state and the files
@@ -323,6 +339,8 @@ def build_nspawn_argv(root: Path, install: Install) -> list[str]:
             "/etc/ghost-backup/config-credential.toml",
             f"--bind-ro={root / 'credential.json'}:/srv/ghost-test-credential.json",
             f"--bind-ro={root / 'storage'}:/var/mnt/storage"]
+    if install.units_dir is not None:  # the image brings its own under /usr/lib/tmpfiles.d
+        argv.append(f"--bind-ro={TMPFILES_CONF}:/etc/tmpfiles.d/ghost-backup.conf")
     for path in sorted((root / "units").rglob("*")):
         if path.is_file():
             argv.append(f"--bind-ro={path}:/etc/systemd/system/{path.relative_to(root / 'units')}")
@@ -445,7 +463,7 @@ def run_scenario(tmp: Path, install: Install) -> Evidence:
             s3=s3,
             source=source,
         )
-    for name in ("success", "failure", "alert", "stopped", "credential"):
+    for name in ("success", "failure", "alert", "stopped", "locked", "credential"):
         evidence.show[name] = _parse_show(evidence.text(f"{name}.show"))
         evidence.journal[name] = _parse_journal(evidence.text(f"{name}.journal.json"))
     return evidence

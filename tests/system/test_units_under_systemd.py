@@ -266,3 +266,26 @@ def test_metrics_textfile_is_published_0644_and_readable_by_an_unprivileged_user
     # The control: the same user cannot read the state directory (/var/lib/private).
     assert booted.text("state.read-rc").strip() != "0"
     assert "Permission denied" in booted.text("state.read-err")
+
+
+def test_hand_run_check_while_the_unit_runs_exits_75_naming_the_unit(booted: Evidence) -> None:
+    stderr = booted.text("handrun.stderr")
+    assert booted.text("handrun.rc").strip() == str(int(ExitCode.TEMPORARY)), stderr
+    assert "ghost-backup.service (pid " in stderr, stderr
+    assert "is running a backup; try again after it finishes" in stderr, stderr
+    assert "runtime dir" in booted.text("handrun.stdout")
+    # Its own runtime dir (root's), never the unit's /run/ghost; nothing left in it.
+    assert booted.text("handrun.manual-dir").strip() == ""
+    # The unit's run went on undisturbed until the planned stop.
+    assert booted.show["stopped"]["ExecMainStatus"] == str(int(ExitCode.TERMINATED))
+
+
+def test_unit_started_while_a_hand_run_command_holds_the_lock_exits_75(booted: Evidence
+                                                                       ) -> None:
+    show = booted.show["locked"]
+    assert (show["Result"], show["ExecMainStatus"]) == ("exit-code", "75"), \
+        booted.messages("locked")
+    errors = booted.messages("locked", priority=3)
+    assert any("holds /run/ghost-backup.lock; not starting a second" in m for m in errors), \
+        booted.messages("locked")
+    assert not any("73" in m or "runtime dir" in m for m in errors), errors

@@ -130,6 +130,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Path]]:
         for entry in sorted(runtime.rglob("*"), reverse=True):
             entry.rmdir() if entry.is_dir() else entry.unlink()
         runtime.rmdir()
+    Path(f"{runtime}.lock").unlink(missing_ok=True)
 
 
 def _rclone(tools: Path, code: int = 0) -> Path:
@@ -146,7 +147,8 @@ def _settings(world: dict[str, Path], rclone: Path) -> Settings:
         "credentials": {"url": "http://127.0.0.1:9/credentials/r2-backup",
                         "backoff_initial_seconds": 0.01},
         "rclone": {"binary": str(rclone)},
-        "runtime": {"dir": str(world["runtime"])},
+        "runtime": {"dir": str(world["runtime"]), "manual_dir": str(world["runtime"]),
+                    "lock_path": f"{world['runtime']}.lock"},
         "state": {"dir": str(world["state"])},
     }, {})
 
@@ -254,7 +256,7 @@ def test_a_held_lock_stops_the_run_before_any_fetch(world) -> None:  # type: ign
     from ghost_backup.host import runtime  # noqa: PLC0415
 
     runtime.ensure_runtime_dir(world["runtime"])
-    fd = runtime.acquire_lock(world["runtime"])
+    fd = runtime.acquire_lock(Path(f"{world['runtime']}.lock"))
     try:
         events: list[str] = []
         proxy = FakeProxy(events=events)
