@@ -154,7 +154,9 @@ class Bench:
             "destination": {"bucket": BUCKET, "endpoint": self.s3.endpoint, "path": prefix},
             "credentials": {"url": self.proxy.url()},
             "rclone": {"binary": RCLONE, **tuning},
-            "runtime": {"dir": str(self.root / "runtime")},
+            "runtime": {"dir": str(self.root / "runtime"),
+                        "manual_dir": str(self.root / "runtime"),
+                        "lock_path": str(self.root / "ghost-backup.lock")},
             "state": {"dir": str(self.root / "state")},
         }
 

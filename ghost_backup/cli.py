@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import sysconfig
 import time
@@ -381,6 +382,7 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ghost_backup.commands.dry_run import run_dry_run
     from ghost_backup.commands.run import run_backup
     from ghost_backup.host.notify import notifier_from_env, watchdog_interval
+    from ghost_backup.host.process import exit_by_signal
     from ghost_backup.report.alerts import HttpAlerts, new_alert_session
 
     settings = _load_settings(args, env)
@@ -393,7 +395,10 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         alerts=HttpAlerts(settings.alerts, new_alert_session(), _REDACTOR),
         watchdog_seconds=watchdog_interval(env),
     )
-    return int(run_backup(settings, deps).exit_code)
+    report = run_backup(settings, deps)
+    if report.interrupted:  # a shutdown: die of SIGTERM, a clean stop for systemd
+        exit_by_signal(signal.SIGTERM)
+    return int(report.exit_code)
 
 
 def _cmd_alert(args: argparse.Namespace, env: Mapping[str, str]) -> int:

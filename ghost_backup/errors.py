@@ -177,12 +177,13 @@ EXIT_CODES: dict[ExitCode, ExitInfo] = {
     ),
     ExitCode.TERMINATED: ExitInfo(
         meaning=('terminated by a signal (rclone stopped, config shredded)'),
-        detail=('SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 or SIGUSR2 arrived (shutdown, reboot, '
-                '`systemctl stop`, a closed SSH session); rclone was stopped and the config '
-                'shredded'),
-        action=("nothing if it was a shutdown: the next night's sync continues where this one "
-                'stopped (`Persistent=true` only catches up a start the timer *missed*, not an '
-                'interrupted run); `systemctl start ghost-backup` to finish it now'),
+        detail=('SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 or SIGUSR2 arrived outside a shutdown '
+                '(`systemctl stop`, a kill, a closed SSH session); rclone was stopped and the '
+                'config shredded. A shutdown or reboot does not exit 143: the run ends by SIGTERM '
+                'itself (a clean stop for systemd), sends one healthchecks `/log` notice and is '
+                'rerun at the next boot'),
+        action=('`systemctl start ghost-backup` to finish the run now, or let the next night '
+                'continue where it stopped'),
         retry=False,
     ),
 }

@@ -127,7 +127,9 @@ log_level = "NOTICE"
 extra_args = ["--bwlimit", "1M"]   # slow the demo down enough to watch progress lines
 
 [runtime]
-dir = "{runtime}"
+dir = "{runtime}"          # the unit's (under systemd)
+manual_dir = "{runtime}"   # a run outside systemd, as here
+lock_path = "{shm / 'ghost-backup.lock'}"
 
 [state]
 dir = "{work / 'state'}"

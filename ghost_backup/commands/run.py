@@ -35,8 +35,9 @@ from ghost_backup.commands.guards import check_source
 from ghost_backup.commands.history import fresh_window, record_history, write_manifest
 from ghost_backup.credentials.sources import CredentialSource, build_source
 from ghost_backup.errors import DatabaseFailed, ExitCode, GhostBackupError, RcloneFailed
-from ghost_backup.host.notify import StatusThrottle
+from ghost_backup.host.notify import StatusThrottle, read_system_stopping
 from ghost_backup.host.process import ChildResult, run_child
+from ghost_backup.host.runtime import select_runtime_dir
 from ghost_backup.logs import NOTICE, Redactor, TailHandler
 from ghost_backup.rclone.progress import (
     LogEvent,
@@ -74,11 +75,14 @@ class RunReport:
     rclone_version: str | None = None
     stale_dirs_removed: tuple[str, ...] = field(default=())
     databases: tuple[DumpOutcome, ...] = field(default=())
+    interrupted: bool = False  # stopped because the system is shutting down
 
     @property
     def outcome(self) -> str:
-        """Return ``success`` or ``failure``."""
-        return "success" if self.exit_code == ExitCode.OK else "failure"
+        """Return ``success``, ``failure`` or ``interrupted`` (by a shutdown)."""
+        if self.exit_code == ExitCode.OK:
+            return "success"
+        return "interrupted" if self.interrupted else "failure"
 
 
 def _sync(settings: Settings, deps: Deps, window: Window) -> ChildResult:
@@ -241,19 +245,39 @@ def run_backup(settings: Settings, deps: Deps) -> RunReport:
         rclone_returncode=_int(facts.get("returncode")),
         rclone_version=_str(facts.get("rclone_version")),
         databases=_dumps(facts.get("databases")),
+        interrupted=facts.get("interrupted") is True,
     )
-    record_run(settings, report, deps.redactor)
-    event = AlertEvent(
-        run_id=run_id,
-        outcome=report.outcome,
-        exit_code=int(code),
-        message=message,
-        summary=summary_fields(report),
-        log_tail=tuple(tail.lines),
-    )
-    deps.alerts.finish(event)
+    record_run(settings, report, deps.redactor, invocation_id=deps.env.get("INVOCATION_ID"))
+    if facts.get("marker") is True and not report.interrupted:
+        _remove_marker(settings)
+    if report.interrupted:
+        # A warning, not a page: healthchecks' /log leaves the check's status alone; no
+        # webhook. The marker stays, so ghost-backup-resume.service reruns it at next boot.
+        deps.alerts.notice(run_id, f"backup run {run_id} {message}")
+    else:
+        deps.alerts.finish(AlertEvent(
+            run_id=run_id,
+            outcome=report.outcome,
+            exit_code=int(code),
+            message=message,
+            summary=summary_fields(report),
+            log_tail=tuple(tail.lines),
+        ))
     deps.redactor.forget()
     return report
+
+
+def _system_stopping(settings: Settings, deps: Deps) -> bool:
+    runtime_dir = select_runtime_dir(settings.runtime.dir, settings.runtime.manual_dir, deps.env)
+    return read_system_stopping(runtime_dir)
+
+
+def _remove_marker(settings: Settings) -> None:
+    try:
+        state.remove_run_marker(settings.state.dir)
+    except OSError as err:
+        log.error("cannot remove %s: %s (the next boot reruns the backup)",
+                  state.RUN_MARKER_NAME, err.strerror)
 
 
 def _dt(value: object) -> datetime | None:
@@ -272,7 +296,8 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def record_run(settings: Settings, report: RunReport, redactor: Redactor) -> None:
+def record_run(settings: Settings, report: RunReport, redactor: Redactor, *,
+               invocation_id: str | None = None) -> None:
     """Write the state file and the staged metrics textfile for ``report``.
 
     A failure to write is logged at error and does not change the run's outcome (the backup
@@ -299,6 +324,8 @@ def record_run(settings: Settings, report: RunReport, redactor: Redactor) -> Non
             name=d.name, ok=d.ok, object=d.key, raw_bytes=d.raw_bytes,
             stored_bytes=d.stored_bytes, sha256=d.sha256, seconds=d.seconds,
             error=redactor.redact(d.error) if d.error else None) for d in report.databases),
+        interrupted=report.interrupted,
+        invocation_id=invocation_id,
     )
     try:
         path = state.write_last_run(settings.state.dir, redactor.redact(
@@ -338,6 +365,13 @@ def _run(
     started = deps.monotonic()
     try:
         with command_scope(settings, deps, run_id) as scope:
+            try:  # under the lock: only this run can own the marker now
+                state.write_run_marker(settings.state.dir, run_id)
+                facts["marker"] = True
+            except OSError as err:
+                log.warning("cannot write %s in %s: %s (a shutdown during this run will not "
+                            "be resumed at boot)", state.RUN_MARKER_NAME, settings.state.dir,
+                            err.strerror)
             check_source(settings.source)
             facts["rclone_version"] = fetch_rclone_version(settings, deps.env, cached=True)
             credentials, requested_at = fetch_audited_credentials(
@@ -373,6 +407,11 @@ def _run(
             log.log(NOTICE, "backup run %s finished successfully", run_id)
             return ExitCode.OK, "backup finished"
     except GhostBackupError as err:
+        if err.exit_code == ExitCode.TERMINATED and _system_stopping(settings, deps):
+            facts["interrupted"] = True
+            log.warning("backup run %s interrupted by system shutdown; the next boot resumes "
+                        "it (ghost-backup-resume.service)", run_id)
+            return err.exit_code, "interrupted by system shutdown; resumes at next boot"
         log.error("backup run %s failed: %s", run_id, err.message)
         return err.exit_code, err.message
     except Exception as err:  # a bug must still leave state, /fail and the webhook

@@ -1,4 +1,5 @@
-"""Talking to systemd: sd_notify(3) messages through ``sdnotify``, behind a small Protocol.
+"""Talking to systemd: sd_notify(3) messages through ``sdnotify``, behind a small Protocol,
+and the unit's answer to "is the whole system stopping?".
 
 Without ``NOTIFY_SOCKET`` (a terminal, a test) the notifier is silent.
 """
@@ -8,9 +9,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Protocol
 
 import sdnotify
+
+# Written into the unit's runtime dir by its root ExecStop= hook before the SIGTERM, when
+# `systemctl is-system-running` says "stopping" (a reboot or poweroff, not a `systemctl stop`).
+SYSTEM_STOPPING_NAME = "system-stopping"
 
 
 class Notifier(Protocol):
@@ -80,3 +86,9 @@ class StatusThrottle:
         if force or now - self._last >= self._interval:
             self._last = now
             self._notifier.send(format_status(text))
+
+
+
+def read_system_stopping(runtime_dir: Path) -> bool:
+    """Return True if the unit's ExecStop= hook found the system shutting down."""
+    return (runtime_dir / SYSTEM_STOPPING_NAME).exists()

@@ -84,6 +84,9 @@ class AlertSink(Protocol):
     def finish(self, event: AlertEvent) -> None:
         """Report how a run ended."""
 
+    def notice(self, run_id: str, text: str) -> None:
+        """Report something that is neither a success nor a failure (no page)."""
+
 
 class NullAlerts:
     """No alert channel configured."""
@@ -92,6 +95,9 @@ class NullAlerts:
         """Do nothing."""
 
     def finish(self, event: AlertEvent) -> None:
+        """Do nothing."""
+
+    def notice(self, run_id: str, text: str) -> None:
         """Do nothing."""
 
 
@@ -269,6 +275,15 @@ class HttpAlerts:
             log.info("healthcheck ping id (rid) of run %s: %s", run_id, build_ping_rid(run_id))
             body = f"ghost-backup run {run_id} started on {self._host}"
             self._post("healthcheck", build_ping_url(base, "start", run_id), body.encode(),
+                       "text/plain; charset=utf-8")
+
+    def notice(self, run_id: str, text: str) -> None:
+        """Ping ``/log?rid=...`` with ``text``: healthchecks records it in the check's log and
+        leaves the check's status alone (http_api.md). No webhook: nothing failed."""
+        base = self._settings.healthcheck_url
+        if base:
+            body = f"{self._redactor.redact(text)}\nrun {run_id} on {self._host}"
+            self._post("healthcheck", build_ping_url(base, "log", run_id), body.encode(),
                        "text/plain; charset=utf-8")
 
     def finish(self, event: AlertEvent) -> None:

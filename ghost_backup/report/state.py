@@ -31,6 +31,9 @@ from ghost_backup.rclone.progress import format_bytes
 log = logging.getLogger(__name__)
 
 STATE_FILE_NAME = "last-run.json"
+# Present while a run holds the lock; kept when a shutdown interrupts it (and by a power cut
+# or SIGKILL), so ghost-backup-resume.service (ConditionPathExists=) runs it at next boot.
+RUN_MARKER_NAME = "run-in-progress"
 SCHEMA_VERSION = 1
 PUBLIC_FILE_MODE = 0o644
 
@@ -60,7 +63,7 @@ class LastRun(BaseModel):
     started_at: datetime
     finished_at: datetime
     duration_seconds: float
-    outcome: Literal["success", "failure"]
+    outcome: Literal["success", "failure", "interrupted"]
     exit_code: int
     exit_name: str
     message: str
@@ -77,6 +80,7 @@ class LastRun(BaseModel):
     last_success_at: datetime | None = None
     last_success_run_id: str | None = None
     databases: tuple[DumpRecord, ...] = ()
+    invocation_id: str | None = None  # systemd's $INVOCATION_ID: the alert unit's dedupe key
 
 
 def exit_name(code: int) -> str:
@@ -100,6 +104,8 @@ def build_last_run(
     rclone_version: str | None,
     previous: LastRun | None,
     databases: tuple[DumpRecord, ...] = (),
+    interrupted: bool = False,
+    invocation_id: str | None = None,
 ) -> LastRun:
     """Given one run's facts and the previous record, return the new record.
 
@@ -115,7 +121,7 @@ def build_last_run(
         started_at=started_at,
         finished_at=finished_at,
         duration_seconds=round((finished_at - started_at).total_seconds(), 3),
-        outcome="success" if success else "failure",
+        outcome="success" if success else ("interrupted" if interrupted else "failure"),
         exit_code=exit_code,
         exit_name=exit_name(exit_code),
         message=message,
@@ -131,6 +137,7 @@ def build_last_run(
         last_success_at=finished_at if success else (previous and previous.last_success_at),
         last_success_run_id=run_id if success else (previous and previous.last_success_run_id),
         databases=databases,
+        invocation_id=invocation_id,
     )
 
 
@@ -220,3 +227,16 @@ def format_last_run(record: LastRun | None, *, now: datetime, path: Path) -> str
 
 def _ts(value: datetime | None) -> str:
     return "-" if value is None else value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def write_run_marker(state_dir: Path, run_id: str) -> Path:
+    """Create ``<state_dir>/run-in-progress`` holding ``run_id``; return its path."""
+    state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path = state_dir / RUN_MARKER_NAME
+    write_file_atomically(path, f"{run_id}\n", PUBLIC_FILE_MODE)
+    return path
+
+
+def remove_run_marker(state_dir: Path) -> None:
+    """Remove ``<state_dir>/run-in-progress`` (the run ended, or was stopped on purpose)."""
+    (state_dir / RUN_MARKER_NAME).unlink(missing_ok=True)

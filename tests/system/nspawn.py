@@ -39,7 +39,8 @@ from tests.support.devstack import S3Server, start_s3_server
 REPO = Path(__file__).resolve().parents[2]
 UNITS_DIR = REPO / "packaging" / "systemd"
 TMPFILES_CONF = REPO / "packaging" / "tmpfiles.d" / "ghost-backup.conf"
-UNIT_FILES = ("ghost-backup.service", "ghost-backup.timer", "ghost-backup-alert@.service")
+UNIT_FILES = ("ghost-backup.service", "ghost-backup.timer", "ghost-backup-alert@.service",
+              "ghost-backup-resume.service")
 SERVICE = "ghost-backup.service"
 ALERT_UNIT = "ghost-backup-alert@ghost-backup.service"
 BUCKET = "ghost-system"

@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ghost_backup.errors import ExitCode
+from ghost_backup.report.alerts import build_ping_rid
 from tests.helpers import find_canaries
 from tests.system.nspawn import (
     SQLITE_PATH,
@@ -164,12 +165,16 @@ def test_on_failure_fired_the_alert_unit_which_logged_crit_and_alerted(booted: E
     crit = booted.messages("alert", priority=2)
     assert any("ghost-backup.service failed: result exit-code, exit status 69" in m
                and failed_invocation in m for m in crit), booted.messages("alert")
+    # One failure, one report: the run sent its own ping and webhook and recorded its
+    # invocation id, so the alert unit (crit line above) does not send them again.
+    assert any("not alerting again" in m for m in booted.messages("alert")), \
+        booted.messages("alert")
     hooks = [json.loads(r.body) for r in booted.alerts if r.path == "/hook"]
-    assert {(h["outcome"], h["exit_code"]) for h in hooks} >= {("unit-failed", 69),
-                                                               ("failure", 69)}
-    # The supervisor's own ping and the alert unit's: /69, accepted by the healthchecks rules.
+    assert [(h["outcome"], h["exit_code"]) for h in hooks if h["exit_code"] == 69] == [
+        ("failure", 69)]
+    assert not any(h["outcome"] == "unit-failed" for h in hooks), hooks
     pings = [r for r in booted.alerts if r.kind == "exit" and r.exit_status == 69]
-    assert len(pings) == 2, booted.alerts
+    assert len(pings) == 1, booted.alerts
     assert all(r.status == 200 for r in booted.alerts), booted.alerts
 
 
@@ -185,6 +190,17 @@ def test_systemctl_stop_forwards_sigterm_to_rclone_and_exits_143_in_time(booted:
     assert any("terminated" in m for m in booted.messages("stopped", priority=3)), messages
     assert booted.text("stopped.rclone").strip() == "0"
     assert booted.text("stopped.rundir").strip() == "absent"
+
+
+def test_systemctl_stop_is_reported_once_clearly(booted: Evidence) -> None:
+    run_id = _run_id(booted, "stopped")
+    rid = build_ping_rid(run_id)
+    assert [(r.kind, r.exit_status) for r in booted.alerts if r.rid == rid] == [
+        ("start", None), ("exit", 143)]
+    hooks = [json.loads(r.body) for r in booted.alerts if r.path == "/hook"]
+    assert [(h["outcome"], h["exit_code"]) for h in hooks if h["run_id"] == run_id] == [
+        ("failure", 143)]
+    assert not any(h["outcome"] == "unit-failed" and h["exit_code"] == 143 for h in hooks)
 
 
 def test_systemd_credential_source_reads_loadcredential_under_dynamic_user(

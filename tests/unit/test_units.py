@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 UNITS_DIR = Path(__file__).resolve().parents[2] / "packaging" / "systemd"
-UNITS = ("ghost-backup.service", "ghost-backup.timer", "ghost-backup-alert@.service")
+UNITS = ("ghost-backup.service", "ghost-backup.timer", "ghost-backup-alert@.service",
+         "ghost-backup-resume.service")
 HOST_UNITS = Path("/usr/lib/systemd/system")
 MAX_EXPOSURE = 2.0
 ANALYZE = shutil.which("systemd-analyze")
@@ -49,10 +50,12 @@ def installed_root(tmp_path: Path) -> Path:
     etc.mkdir(parents=True)
     for name in UNITS:
         shutil.copy(UNITS_DIR / name, etc / name)
-    stub = tmp_path / "usr/bin/ghost-backup"
-    stub.parent.mkdir(parents=True, exist_ok=True)
-    stub.write_text("#!/bin/sh\n")
-    stub.chmod(0o755)
+    for name in ("usr/bin/ghost-backup", "usr/bin/systemctl", "usr/bin/systemd-tmpfiles",
+                 "bin/sh"):  # what the units' Exec*= lines run
+        stub = tmp_path / name
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text("#!/bin/sh\n")
+        stub.chmod(0o755)
     return tmp_path
 
 

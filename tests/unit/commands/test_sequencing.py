@@ -24,9 +24,10 @@ import requests
 from ghost_backup.commands import check, restore, verify
 from ghost_backup.commands.context import Deps
 from ghost_backup.commands.run import run_backup
-from ghost_backup.errors import ExitCode, SourceRefused, TemporaryFailure
+from ghost_backup.errors import ExitCode, SourceRefused, TemporaryFailure, Terminated
 from ghost_backup.host.process import StopRequest
 from ghost_backup.logs import Redactor
+from ghost_backup.report import state
 from ghost_backup.report.alerts import AlertEvent
 from ghost_backup.settings import Settings, parse_settings
 
@@ -63,9 +64,12 @@ class FakeProxy:
     status: int = 200
     ttl_seconds: int = 3600
     events: list[str] = field(default_factory=list)
+    sigterm: bool = False  # SIGTERM arrives while the proxy is asked
 
     def get(self, url: str, **_kwargs: object) -> _Response:
         self.events.append("fetch")
+        if self.sigterm:
+            raise Terminated("received SIGTERM; stopping")
         body = json.dumps({
             "access_key_id": CANARY_ID, "secret_access_key": CANARY_SECRET,
             "expires_at": (NOW + timedelta(seconds=self.ttl_seconds)).isoformat(),
@@ -91,6 +95,9 @@ class Recorder:
 
     def finish(self, event: AlertEvent) -> None:
         self.events.append(f"alert-finish {event.outcome} {event.exit_code}")
+
+    def notice(self, run_id: str, text: str) -> None:
+        self.events.append(f"alert-notice {text}")
 
 
 FAKE_RCLONE = """#!{python}
@@ -163,7 +170,7 @@ def _deps(proxy: FakeProxy, recorder: Recorder) -> Deps:
         alerts=recorder,
         redactor=Redactor(),
         stop=StopRequest(),
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "INVOCATION_ID": "inv-0001"},
     )
 
 
@@ -319,3 +326,65 @@ def test_session_type_is_what_requests_would_give() -> None:
     deps = build_deps({})
     assert isinstance(deps.session, requests.Session)
     assert deps.session.trust_env is False
+
+
+def test_sigterm_during_a_shutdown_is_a_notice_keeps_the_marker_and_records_interrupted(
+    world,  # type: ignore[no-untyped-def]
+) -> None:
+    events: list[str] = []
+    settings = _settings(world, _rclone(world["tools"]))
+    # What the unit's root ExecStop= hook leaves when `systemctl is-system-running` says so.
+    world["runtime"].mkdir(mode=0o700)
+    (world["runtime"] / "system-stopping").touch()
+    report = run_backup(settings, _deps(FakeProxy(events=events, sigterm=True),
+                                        Recorder(world["runtime"], events)))
+    assert report.exit_code == ExitCode.TERMINATED
+    assert report.interrupted
+    assert report.outcome == "interrupted"
+    assert events[-1] == (f"alert-notice backup run {report.run_id} interrupted by system "
+                          "shutdown; resumes at next boot")
+    assert not any(e.startswith("alert-finish") for e in events)  # no failure page
+    marker = world["state"] / state.RUN_MARKER_NAME
+    assert marker.read_text().strip() == report.run_id  # ghost-backup-resume.service reruns it
+    record = state.read_last_run(world["state"])
+    assert record is not None
+    assert (record.outcome, record.exit_code, record.invocation_id) == ("interrupted", 143,
+                                                                         "inv-0001")
+    _no_leftovers(world)
+
+
+def test_sigterm_without_a_shutdown_is_a_stop_reported_once_and_not_resumed(
+    world,  # type: ignore[no-untyped-def]
+) -> None:
+    events: list[str] = []
+    settings = _settings(world, _rclone(world["tools"]))
+    report = run_backup(settings, _deps(FakeProxy(events=events, sigterm=True),
+                                        Recorder(world["runtime"], events)))
+    assert (report.exit_code, report.interrupted) == (ExitCode.TERMINATED, False)
+    assert [e for e in events if e.startswith("alert-")] == ["alert-start",
+                                                             "alert-finish failure 143"]
+    assert not (world["state"] / state.RUN_MARKER_NAME).exists()
+    record = state.read_last_run(world["state"])
+    assert record is not None
+    assert (record.outcome, record.invocation_id) == ("failure", "inv-0001")
+
+
+def test_a_finished_run_removes_its_marker_and_a_locked_out_run_leaves_the_holders(
+    world,  # type: ignore[no-untyped-def]
+) -> None:
+    from ghost_backup.host import runtime  # noqa: PLC0415
+
+    events: list[str] = []
+    settings = _settings(world, _rclone(world["tools"]))
+    assert run_backup(settings, _deps(FakeProxy(events=events),
+                                      Recorder(world["runtime"], events))).exit_code == 0
+    assert not (world["state"] / state.RUN_MARKER_NAME).exists()
+    state.write_run_marker(world["state"], "holders-run")
+    fd = runtime.acquire_lock(Path(f"{world['runtime']}.lock"))
+    try:
+        report = run_backup(settings, _deps(FakeProxy(events=events),
+                                            Recorder(world["runtime"], events)))
+    finally:
+        runtime.release_lock(fd)
+    assert report.exit_code == ExitCode.TEMPORARY
+    assert (world["state"] / state.RUN_MARKER_NAME).read_text().strip() == "holders-run"
