@@ -63,6 +63,7 @@ _B64_RE = re.compile(r"[A-Za-z0-9+/]{40,}")
 _ID_CONTEXT_CHARS = 24
 _ID_CONTEXT_RE = re.compile(
     r"sha1|sha256|sha512|md5|digest|checksum|hash|integrity|machine[_-]?id|boot[_-]?id|uuid"
+    r"|invocation[_-]?id"  # systemd's $INVOCATION_ID (last-run.json records it)
     r"|account|fingerprint|commit|etag|cloudflarestorage",
     re.IGNORECASE,
 )
