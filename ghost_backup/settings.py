@@ -778,7 +778,8 @@ class MetricsSettings(_Section):
     textfile_path: Path = Field(
         Path("/var/lib/ghost-backup-metrics/ghost_backup.prom"),
         description=(
-            "Where the unit's root hook (`ExecStopPost=+ghost-backup post-stop`) publishes the "
+            "Where the unit's root hook (`ExecStopPost=-+/usr/bin/ghost-backup post-stop`) "
+            "publishes the "
             "textfile after each run, mode 0644, replaced atomically (its directory is created "
             "0755 if missing). Point node_exporter at its directory: "
             "`--collector.textfile.directory=/var/lib/ghost-backup-metrics` (the flag can be "

@@ -11,9 +11,9 @@ label would make a new series every night), and ``ghost_backup_build_info`` for 
 Two steps, because of the shipped unit (``DynamicUser=``): the service writes
 ``<state.dir>/metrics.prom`` (:func:`write_staged_textfile`), but its state directory lives
 under ``/var/lib/private``, which no other user can enter, and it cannot write anywhere else
-(``ProtectSystem=strict``). The unit's ``ExecStopPost=+ghost-backup post-stop`` runs as root
-after every run and publishes a checked copy at ``metrics.textfile_path``
-(:func:`publish_textfile`), mode 0644, where node_exporter (another user) reads it.
+(``ProtectSystem=strict``). The unit's ``ExecStopPost=-+/usr/bin/ghost-backup post-stop``
+runs as root after every run and publishes a checked copy at ``metrics.textfile_path``
+(:func:`write_published_textfile`), mode 0644, where node_exporter (another user) reads it.
 
 Not ``write_to_textfile``: it writes the temporary file with a plain ``open()`` and renames
 it, with no chmod and no fsync (prometheus_client 0.26 ``exposition.py``), so under the unit's

@@ -57,7 +57,7 @@ def test_dry_run_reports_copies_and_deletions_and_changes_nothing(stack: Stack) 
     assert (stack.tmp / "state" / "last-run.json").read_bytes() == state_before
     assert _credential_requests(stack) == requests_before + 1
     assert len(stack.alerts.received) == pings_before
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     assert find_canaries(stack.secrets, texts=[dry.stdout, dry.stderr, first.stderr],
                          dirs=[stack.tmp, stack.runtime_dir.parent]) == []
 

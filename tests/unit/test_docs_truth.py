@@ -87,6 +87,7 @@ NOT_CONFIG_KEYS = {
     "source.fetch": "the CredentialSource method, in the architecture's sequence diagram",
     "rclone.conf": "rclone's own config file name",
     "rclone.raw": "the rclone sysext image's link name",
+    "metrics.prom": "the textfile the service stages in its state directory",
 }
 
 

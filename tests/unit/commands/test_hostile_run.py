@@ -18,6 +18,7 @@ import pytest
 
 from ghost_backup.commands import run as run_command
 from ghost_backup.errors import ExitCode
+from ghost_backup.host.runtime import find_lock_holder
 from tests.unit.commands.test_sequencing import (
     CANARY_ID,
     CANARY_SECRET,
@@ -62,7 +63,7 @@ def test_a_bug_after_the_window_opened_still_records_alerts_shreds_and_exits_70(
     assert record["exit_code"] == 70
     assert record["outcome"] == "failure"
     _no_leftovers(world)  # run dir shredded, no key in the state dir
-    assert not (world["runtime"] / "lock").read_text()  # lock released
+    assert find_lock_holder(Path(f"{world['runtime']}.lock")) is None  # lock released
 
 
 @contextlib.contextmanager
@@ -80,8 +81,8 @@ def _tiny_tmpfs(path: Path, inodes: int) -> Iterator[Path]:
 
 
 @pytest.mark.parametrize(("inodes", "says"), [
-    (2, "cannot create the run directory"),  # the root and the lock: no room for run-<id>/
-    (3, "cannot write the rclone config"),  # room for run-<id>/ but not rclone.conf
+    (1, "cannot create the run directory"),  # the root only: no room for run-<id>/
+    (2, "cannot write the rclone config"),  # room for run-<id>/ but not rclone.conf
 ])
 def test_a_runtime_tmpfs_full_after_the_fetch_is_73_with_state_and_alerts(
     world: dict[str, Path], tmp_path: Path, inodes: int, says: str,
@@ -97,7 +98,7 @@ def test_a_runtime_tmpfs_full_after_the_fetch_is_73_with_state_and_alerts(
         assert "fetch" in events  # the fetch happened; the window could not open
         assert events[-1] == "alert-finish failure 73"
         assert _state(world)["exit_code"] == 73
-        assert sorted(p.name for p in runtime.iterdir()) == ["lock"]
+        assert sorted(p.name for p in runtime.iterdir()) == []
 
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "symlink"])
@@ -106,7 +107,7 @@ def test_a_lock_path_that_is_not_a_plain_file_is_73_before_any_fetch(
 ) -> None:
     runtime = world["runtime"]
     runtime.mkdir(mode=0o700)
-    lock = runtime / "lock"
+    lock = Path(f"{runtime}.lock")  # runtime.lock_path in _settings
     if kind == "fifo":
         os.mkfifo(lock, 0o600)
     elif kind == "directory":
@@ -182,7 +183,7 @@ def test_a_runtime_dir_swapped_for_a_link_during_the_fetch_never_reaches_persist
         assert report.exit_code == ExitCode.RUNTIME_UNSAFE, report.message
         assert "was replaced" in report.message
         assert list(disk.iterdir()) == []  # nothing written through the link
-        assert sorted(p.name for p in moved.iterdir()) == ["lock"]  # run dir shredded by fd
+        assert sorted(p.name for p in moved.iterdir()) == []  # run dir shredded by fd
         assert _calls(world["tools"]) == ["version nokeys"]  # rclone never got the keys
     finally:
         if runtime.is_symlink():
