@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 # Upper bound of one listing or upload; a call never outlives the keys either (see _timeout).
 CALL_TIMEOUT_SECONDS = 1800.0
 _MIN_CALL_SECONDS = 10.0
-MANIFEST_FILE = "manifest.txt"
 
 
 def _timeout(settings: Settings, deps: Deps, window: Window) -> float:
@@ -124,7 +123,7 @@ def write_manifest(settings: Settings, deps: Deps, window: Window) -> int:
     The listing goes through a file in the tmpfs run dir (the config's 0700 directory).
     """
     text, manifest = fetch_mirror_manifest(settings, deps, window)
-    local = files.write_private_file(window.run_dir, MANIFEST_FILE, text)
+    local = files.write_private_file(window.run_dir, hist.manifest_name(window.run_id), text)
     argv = hist.build_manifest_upload_argv(settings, config_path=window.config_path,
                                            work_dir=window.run_dir, local=local,
                                            run_id=window.run_id)

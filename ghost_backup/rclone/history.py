@@ -440,6 +440,17 @@ def render_history_json(points: tuple[HistoryPoint, ...]) -> list[dict[str, obje
 
 # --- argv (pure) ------------------------------------------------------------------------------
 
+# Listing a prefix, deleting a folder or uploading never need rclone's HEAD of the path as an
+# object (it is a prefix): `--s3-no-head-object` skips it, so a no-change night's history
+# steps cost LIST and one PUT, no HEAD (measured with benchmarks/nights.py: 4 HEAD a night
+# without it). Reading or deleting one manifest keeps the HEAD: it is how rclone learns that
+# the path is an object (with the flag, `cat` printed nothing).
+_NO_HEAD = ("--s3-no-head-object",)
+
+
+def _flags(config_path: Path, work_dir: Path) -> tuple[str, ...]:
+    return (*_probe_flags(config_path, work_dir), *_NO_HEAD)
+
 def archive_remote(settings: Settings, name: str = "") -> str:
     """Return ``r2:<bucket>/<archive_path>[/<name>]``."""
     base = settings.destination.archive_path
@@ -454,7 +465,7 @@ def build_mirror_manifest_argv(settings: Settings, *, config_path: Path,
     so no HEAD per object (multipart uploads excepted).
     """
     argv = [settings.rclone.binary, "lsf", "-R", "--files-only", "--format", "psh",
-            "--separator", SEPARATOR, remote_path(settings), *_probe_flags(config_path, work_dir)]
+            "--separator", SEPARATOR, remote_path(settings), *_flags(config_path, work_dir)]
     if settings.rclone.fast_list:
         argv.append("--fast-list")
     return tuple(argv)
@@ -464,8 +475,7 @@ def build_archive_listing_argv(settings: Settings, *, config_path: Path,
                                work_dir: Path) -> tuple[str, ...]:
     """Return the argv listing every object under ``<archive_path>`` (path, size)."""
     argv = [settings.rclone.binary, "lsf", "-R", "--files-only", "--format", "ps",
-            "--separator", SEPARATOR, archive_remote(settings),
-            *_probe_flags(config_path, work_dir)]
+            "--separator", SEPARATOR, archive_remote(settings), *_flags(config_path, work_dir)]
     if settings.rclone.fast_list:
         argv.append("--fast-list")
     return tuple(argv)
@@ -473,15 +483,24 @@ def build_archive_listing_argv(settings: Settings, *, config_path: Path,
 
 def build_manifest_upload_argv(settings: Settings, *, config_path: Path, work_dir: Path,
                                local: Path, run_id: str) -> tuple[str, ...]:
-    """Return the argv uploading the manifest file ``local`` as ``<run id>.manifest``."""
-    return (settings.rclone.binary, "copyto", str(local),
-            archive_remote(settings, manifest_name(run_id)),
-            *_probe_flags(config_path, work_dir))
+    """Return the argv uploading ``local`` (a file named ``<run id>.manifest``) beside the
+    archive folders.
+
+    A new name each run: no HEAD before (``--no-check-dest``) or after (``--s3-no-head``) the
+    PUT, which carries ``Content-MD5``. ``copy`` of the file into the prefix, not ``copyto``:
+    rclone 1.75.2's ``copyto --no-check-dest`` stores the object under the local file's name
+    (measured), so the local file carries the manifest's name.
+    """
+    if local.name != manifest_name(run_id):
+        raise ValueError(f"the local manifest must be named {manifest_name(run_id)}")
+    return (settings.rclone.binary, "copy", str(local), archive_remote(settings),
+            *_flags(config_path, work_dir), "--no-check-dest", "--s3-no-head")
 
 
 def build_manifest_read_argv(settings: Settings, *, config_path: Path, work_dir: Path,
                              run_id: str) -> tuple[str, ...]:
     """Return the argv printing ``<run id>.manifest`` on stdout."""
+    # No --s3-no-head-object here: rclone finds out that the path is an object by a HEAD.
     return (settings.rclone.binary, "cat", archive_remote(settings, manifest_name(run_id)),
             *_probe_flags(config_path, work_dir))
 
@@ -495,14 +514,14 @@ def build_prune_folder_argv(settings: Settings, *, config_path: Path, work_dir: 
     """
     return (settings.rclone.binary, "delete", archive_remote(settings, folder.name),
             "--max-delete", str(max(1, len(folder.objects))),
-            *_probe_flags(config_path, work_dir))
+            *_flags(config_path, work_dir))
 
 
 def build_prune_manifest_argv(settings: Settings, *, config_path: Path, work_dir: Path,
                               run_id: str) -> tuple[str, ...]:
     """Return the argv deleting ``<run id>.manifest`` (one object, nothing else)."""
     return (settings.rclone.binary, "deletefile", archive_remote(settings, manifest_name(run_id)),
-            *_probe_flags(config_path, work_dir))
+            *_probe_flags(config_path, work_dir))  # an object: found by a HEAD, as with cat
 
 
 def build_group_copy_argv(

@@ -194,7 +194,7 @@ def test_run_fetches_once_then_syncs_with_keys_and_stops_before_cleanup(world) -
     assert report.exit_code == ExitCode.OK
     # after the sync, with the same keys: list the mirror, upload the manifest, list the
     # history to prune it (nothing old here)
-    assert _calls(world["tools"]) == ["version nokeys", "sync keys", "lsf keys", "copyto keys",
+    assert _calls(world["tools"]) == ["version nokeys", "sync keys", "lsf keys", "copy keys",
                                       "lsf keys"]
     steps = [e.split(" dirs=")[0].split(" ")[0] for e in events
              if not e.startswith("STATUS=")]
