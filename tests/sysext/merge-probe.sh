@@ -31,5 +31,19 @@ if [ $# -gt 0 ]; then
   systemd-analyze verify --man=no "$@" >"$out/verify.log" 2>&1
   echo $? >"$out/verify.rc"
 fi
+# What only the images bring: their sysupdate transfers and the sysupdate drop-in.
+ls /usr/lib/sysupdate.ghost-backup.d /usr/lib/sysupdate.rclone.d \
+  /usr/lib/systemd/system/systemd-sysupdate.service.d >"$out/sysupdate.txt" 2>&1
+# Removal as docs/install-flatcar.md does it (the links are here under /run/extensions):
+# remove the links, refresh. Then nothing of ghost-backup may be left under /usr.
+rm -f /run/extensions/*.raw
+systemd-sysext refresh >>"$out/merge.log" 2>&1
+for path in /usr/bin/ghost-backup /usr/bin/rclone /usr/lib/systemd/system/ghost-backup.timer \
+    /usr/lib/systemd/system/ghost-backup.service /usr/lib/systemd/system/timers.target.d/10-ghost-backup.conf \
+    /usr/lib/sysupdate.ghost-backup.d /usr/lib/sysupdate.rclone.d \
+    /usr/lib/systemd/system/systemd-sysupdate.service.d/ghost-backup.conf \
+    /usr/lib/tmpfiles.d/ghost-backup.conf; do
+  [ -e "$path" ] && echo "$path"
+done >"$out/left-after-removal.txt"
 systemd-sysext unmerge >>"$out/merge.log" 2>&1
 exit 0

@@ -109,7 +109,14 @@ def test_image_holds_nothing_secret_looking(sysext: SysextBuild) -> None:
 def test_rclone_image_holds_rclone_and_its_release_only(sysext: SysextBuild) -> None:
     files = sorted(p.relative_to(sysext.rclone_tree).as_posix()
                    for p in sysext.rclone_tree.rglob("*") if not p.is_dir())
-    assert files == ["usr/bin/rclone", "usr/lib/extension-release.d/extension-release.rclone"]
+    assert files == ["usr/bin/rclone", "usr/lib/extension-release.d/extension-release.rclone",
+                     "usr/lib/sysupdate.rclone.d/rclone.conf",
+                     "usr/share/licenses/rclone/COPYING"]
+    assert (sysext.rclone_tree / "usr/lib/sysupdate.rclone.d/rclone.conf").read_bytes() == (
+        REPO / "packaging/sysext/sysupdate/rclone.conf").read_bytes()
+    notice = (sysext.rclone_tree / "usr/share/licenses/rclone/COPYING").read_text()
+    assert "Copyright (C) 2012 by Nick Craig-Wood" in notice
+    assert "Permission is hereby granted, free of charge" in notice  # the MIT text itself
     version = sysext.rclone_image.name.removeprefix("rclone-").removesuffix("-x86-64.raw")
     out = subprocess.run([str(sysext.rclone_tree / "usr/bin/rclone"), "version"],
                          env={}, capture_output=True, text=True, check=True, timeout=30).stdout
@@ -152,6 +159,24 @@ def test_app_image_carries_bundle_units_upholds_dropin_and_example_config(
     assert settings.rclone.binary == "rclone"
     assert shutil.which("rclone", path=str(sysext.rclone_tree / "usr/bin")) == str(
         sysext.rclone_tree / "usr/bin/rclone")
+
+    # Its own sysupdate transfer and the sysupdate.service drop-in, the lock's tmpfiles line.
+    sysupdate = REPO / "packaging/sysext/sysupdate"
+    assert (tree / "usr/lib/sysupdate.ghost-backup.d/ghost-backup.conf").read_bytes() == (
+        sysupdate / "ghost-backup.conf").read_bytes()
+    assert (unit_dir / "systemd-sysupdate.service.d/ghost-backup.conf").read_bytes() == (
+        sysupdate / "systemd-sysupdate.service.d-ghost-backup.conf").read_bytes()
+    assert (tree / "usr/lib/tmpfiles.d/ghost-backup.conf").read_bytes() == (
+        REPO / "packaging/tmpfiles.d/ghost-backup.conf").read_bytes()
+
+    # The licences of everything in the bundle, each with its own file.
+    licences = tree / "usr/share/licenses/ghost-backup"
+    listing = (licences / "THIRD-PARTY.txt").read_text()
+    for name in ("requests", "urllib3", "pydantic", "pydantic-core", "prometheus-client",
+                 "certifi", "sdnotify", "tenacity", "pyinstaller", "python"):
+        assert f"\n{name} " in listing, name
+        assert any((licences / name).iterdir()), name
+    assert "PYTHON SOFTWARE FOUNDATION LICENSE" in (licences / "python/LICENSE.txt").read_text()
 
     completion = tree / "usr/share/bash-completion/completions/ghost-backup"
     assert completion.read_text() == render_bash_completion(build_parser())

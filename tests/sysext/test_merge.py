@@ -77,6 +77,19 @@ def test_merged_usr_runs_the_bundle_and_rclone(merged: Merged, sysext: SysextBui
     assert "10-ghost-backup.conf" in merged.text("dropins.txt").split()
 
 
+def test_merged_images_bring_their_own_sysupdate_transfers_and_dropin(merged: Merged) -> None:
+    listing = merged.text("sysupdate.txt")
+    assert "ghost-backup.conf" in listing.split("/usr/lib/sysupdate.ghost-backup.d:")[1]
+    assert "rclone.conf" in listing.split("/usr/lib/sysupdate.rclone.d:")[1]
+    assert "ghost-backup.conf" in listing.split("systemd-sysupdate.service.d:")[1]
+
+
+def test_removing_the_links_leaves_no_timer_transfer_or_dropin(merged: Merged) -> None:
+    # docs/install-flatcar.md, Removal: the links go, systemd-sysext refreshes; at the next
+    # boot the same (no link: nothing merged). Everything we ship lived in the images.
+    assert merged.text("left-after-removal.txt") == "", merged.text("merge.log")
+
+
 def test_merged_units_pass_systemd_analyze_verify(merged: Merged) -> None:
     if not SHIPPED_UNITS:
         pytest.skip("packaging/systemd/ has no units yet (issue 4 ships them)")

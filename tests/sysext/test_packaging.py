@@ -58,17 +58,47 @@ def test_transfer_matches_the_image_names_and_the_extension_symlink(name: str) -
     assert int(transfer["Target"]["InstancesMax"]) >= 2  # the previous version stays for rollback
 
 
-@pytest.mark.parametrize("name", ["ghost-backup", "rclone"])
-def test_butane_embeds_the_transfer_as_shipped(name: str) -> None:
-    embedded = _butane_block("path", f"/etc/sysupdate.{name}.d/{name}.conf", "inline")
-    shipped = (SYSEXT / "sysupdate" / f"{name}.conf").read_text()
-    assert _without_comments(embedded) == _without_comments(shipped)
+def test_butane_leaves_the_transfers_and_the_sysupdate_dropin_to_the_images() -> None:
+    # In /etc they would outlive a removed image and keep updating it (issue 15).
+    assert "/etc/sysupdate.ghost-backup.d" not in BUTANE
+    assert "/etc/sysupdate.rclone.d" not in BUTANE
+    assert "dropins:" not in BUTANE
+    assert re.search(r"- name: systemd-sysupdate\.timer\n\s+enabled: true", BUTANE)
+    assert "- path: /etc/sysupdate.d/noop.conf" in BUTANE
 
 
-def test_butane_embeds_the_sysupdate_dropin_as_shipped() -> None:
-    embedded = _butane_block("name", "ghost-backup.conf", "contents")
-    shipped = (SYSEXT / "sysupdate" / "systemd-sysupdate.service.d-ghost-backup.conf").read_text()
-    assert _without_comments(embedded) == _without_comments(shipped)
+def test_sysupdate_dropin_never_fails_the_service_on_one_transfer() -> None:
+    dropin = (SYSEXT / "sysupdate" / "systemd-sysupdate.service.d-ghost-backup.conf").read_text()
+    updates = [line for line in dropin.splitlines() if "systemd-sysupdate -C" in line]
+    assert len(updates) == 2
+    assert all(line.startswith("ExecStartPre=-/") for line in updates)
+
+
+def test_butane_provisions_every_file_its_config_and_units_name() -> None:
+    provisioned = set(re.findall(r"- path: (\S+)", BUTANE))
+    config = parse_settings(tomllib.loads(
+        _butane_block("path", "/etc/ghost-backup/config.toml", "inline")), {})
+    cloudflare = config.credentials.cloudflare_temp
+    assert cloudflare is not None
+    assert str(cloudflare.ca_bundle) in provisioned
+    for env_file in re.findall(r"EnvironmentFile=(\S+)", BUTANE):
+        assert env_file in provisioned
+    for env_file in re.findall(r"--env-file (\S+)", BUTANE):
+        assert env_file in provisioned
+
+
+def test_butane_config_is_the_credentials_worked_example() -> None:
+    # docs/credentials.md: the Agent Proxy injects the parent token into Cloudflare's call;
+    # it serves no /credentials/... endpoint, so the default http-json source cannot be it.
+    doc = (REPO / "docs" / "credentials.md").read_text()
+    example = doc.split("## Worked example: Aembit + Cloudflare", 1)[1]
+    worked = tomllib.loads(re.search(r"```toml\n(.*?)```", example, re.S).group(1))  # type: ignore[union-attr]
+    butane = tomllib.loads(_butane_block("path", "/etc/ghost-backup/config.toml", "inline"))
+    assert butane["credentials"]["source"] == worked["credentials"]["source"] == "cloudflare-temp"
+    assert butane["credentials"]["provider_name"] == worked["credentials"]["provider_name"]
+    for key in ("token_from", "proxy_url", "ca_bundle", "ttl_seconds"):
+        assert butane["credentials"]["cloudflare_temp"][key] == \
+            worked["credentials"]["cloudflare_temp"][key], key
 
 
 def test_butane_links_each_extension_name_to_an_image_it_installs() -> None:
@@ -85,4 +115,5 @@ def test_butane_config_is_valid_and_the_units_need_no_enable() -> None:
     config = _butane_block("path", "/etc/ghost-backup/config.toml", "inline")
     settings = parse_settings(tomllib.loads(config), {})
     assert settings.rclone.binary == "/usr/bin/rclone"
+    assert settings.credentials.source == "cloudflare-temp"
     assert "name: ghost-backup.timer" not in BUTANE  # armed by the image's Upholds= drop-in
