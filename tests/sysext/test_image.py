@@ -110,9 +110,9 @@ def test_rclone_image_holds_rclone_and_its_release_only(sysext: SysextBuild) -> 
     files = sorted(p.relative_to(sysext.rclone_tree).as_posix()
                    for p in sysext.rclone_tree.rglob("*") if not p.is_dir())
     assert files == ["usr/bin/rclone", "usr/lib/extension-release.d/extension-release.rclone",
-                     "usr/lib/sysupdate.rclone.d/rclone.conf",
+                     "usr/lib/sysupdate.rclone.d/rclone-sysext.conf",
                      "usr/share/licenses/rclone/COPYING"]
-    assert (sysext.rclone_tree / "usr/lib/sysupdate.rclone.d/rclone.conf").read_bytes() == (
+    assert (sysext.rclone_tree / "usr/lib/sysupdate.rclone.d/rclone-sysext.conf").read_bytes() == (
         REPO / "packaging/sysext/sysupdate/rclone.conf").read_bytes()
     notice = (sysext.rclone_tree / "usr/share/licenses/rclone/COPYING").read_text()
     assert "Copyright (C) 2012 by Nick Craig-Wood" in notice

@@ -80,7 +80,7 @@ def test_merged_usr_runs_the_bundle_and_rclone(merged: Merged, sysext: SysextBui
 def test_merged_images_bring_their_own_sysupdate_transfers_and_dropin(merged: Merged) -> None:
     listing = merged.text("sysupdate.txt")
     assert "ghost-backup.conf" in listing.split("/usr/lib/sysupdate.ghost-backup.d:")[1]
-    assert "rclone.conf" in listing.split("/usr/lib/sysupdate.rclone.d:")[1]
+    assert "rclone-sysext.conf" in listing.split("/usr/lib/sysupdate.rclone.d:")[1]
     assert "ghost-backup.conf" in listing.split("systemd-sysupdate.service.d:")[1]
 
 
