@@ -566,7 +566,21 @@ class CredentialsSettings(_Section):
         60,
         ge=0,
         description=(
-            "rclone is stopped (soft cutoff) this long before the credentials expire."
+            "rclone is stopped this long before the credentials expire: its own hard "
+            "cutoff (`--max-duration`, `--cutoff-mode hard`) and, whatever rclone does, "
+            "SIGTERM from the supervisor at `expires_at` minus this margin and SIGKILL at "
+            "`expires_at` minus half of it. No rclone outlives its keys."
+        ),
+    )
+    max_windows: int = Field(
+        48,
+        ge=1,
+        le=1000,
+        description=(
+            "A sync that needs longer than one credential lifetime (a large first upload) "
+            "continues with fresh credentials, each window a new audited request; at most "
+            "this many windows per run. A window that copies nothing ends the run (75), and "
+            "so does the last one; the next run carries on where it stopped."
         ),
     )
     aembit_edge: AembitEdgeSettings | None = Field(

@@ -33,7 +33,7 @@ from ghost_backup.credentials.sources import CredentialSource, SourceContext, bu
 from ghost_backup.errors import RcloneFailed, RuntimeUnsafe, Terminated, VerifyMismatch
 from ghost_backup.host import files, runtime
 from ghost_backup.host.notify import Notifier
-from ghost_backup.host.process import ChildResult, StopRequest, run_captured, run_child
+from ghost_backup.host.process import ChildResult, Deadline, StopRequest, run_captured, run_child
 from ghost_backup.logs import NOTICE, Redactor, level_for_priority
 from ghost_backup.rclone.progress import LogEvent, format_progress, is_routine_notice
 from ghost_backup.report.alerts import AlertSink
@@ -166,6 +166,15 @@ def max_duration_seconds(settings: Settings, deps: Deps, credentials: Credential
     return max(1, int(remaining - settings.credentials.safety_margin_seconds))
 
 
+def credential_deadline(settings: Settings, deps: Deps, credentials: Credentials) -> Deadline:
+    """Return when the supervisor stops rclone: SIGTERM at ``expires_at`` minus the safety
+    margin, SIGKILL at ``expires_at`` minus half of it (on the ``deps.monotonic`` clock)."""
+    remaining = remaining_seconds(deps, credentials)
+    margin = settings.credentials.safety_margin_seconds
+    now = deps.monotonic()
+    return Deadline(term_at=now + remaining - margin, kill_at=now + remaining - margin / 2)
+
+
 def remaining_seconds(deps: Deps, credentials: Credentials) -> float:
     """Return how long ``credentials`` stay valid from now."""
     return (credentials.expires_at - deps.clock()).total_seconds()
@@ -180,6 +189,7 @@ def fetch_audited_credentials(
     *,
     command: str,
     source: CredentialSource | None = None,
+    window: int = 1,
 ) -> tuple[Credentials, datetime]:
     """Fetch credentials from the configured source, logging the two audit lines.
 
@@ -187,15 +197,18 @@ def fetch_audited_credentials(
     with the redactor before anything else can log them. Every command (``run``, ``check``,
     ``restore``, ``verify``) gets its credentials here, so the audit trail is the same for
     all of them: run id, provider, command, request time and source, then the expiry.
+    ``window`` > 1 (a run continuing with fresh credentials) gives the request its own id,
+    ``<run id>.w<window>``, sent as ``X-Request-ID`` and logged.
     """
     source = source or build_source(settings)
     provider = source.provider
     requested_at = deps.clock()
+    request_id = run_id if window == 1 else f"{run_id}.w{window}"
     log.log(NOTICE, "credential request: run_id=%s provider=%s command=%s requested_at=%s "
-            "source=%s", run_id, provider, command, requested_at.isoformat(timespec="seconds"),
-            source.name)
+            "source=%s request_id=%s", run_id, provider, command,
+            requested_at.isoformat(timespec="seconds"), source.name, request_id)
     context = SourceContext(session=deps.session, clock=deps.clock, sleep=deps.sleep,
-                            env=deps.env, run_id=run_id, remember=deps.redactor.add)
+                            env=deps.env, run_id=request_id, remember=deps.redactor.add)
     credentials = source.fetch(context)
     deps.redactor.add(credentials.secret_values())
     valid_for = int((credentials.expires_at - deps.clock()).total_seconds())
@@ -298,12 +311,14 @@ def open_hash_cache(settings: Settings, window: Window) -> Path:
 
 
 def run_rclone(settings: Settings, deps: Deps, argv: tuple[str, ...],
-               env: dict[str, str],
-               on_event: Callable[[LogEvent], None] = log_rclone_event) -> ChildResult:
+               env: dict[str, str], *,
+               on_event: Callable[[LogEvent], None] = log_rclone_event,
+               deadline: Deadline | None = None) -> ChildResult:
     """Run a streaming rclone command (restore's copy, a check, a dry run) and return its
     result; each output line goes to ``on_event`` (the journal by default).
 
-    Raise Terminated if a signal stopped it, RcloneFailed if it stalled.
+    With ``deadline`` (:func:`credential_deadline`) rclone is stopped before its keys
+    expire. Raise Terminated if a signal stopped it, RcloneFailed if it stalled.
     """
     def on_started(pid: int) -> None:
         log.info("rclone %s started (pid %d)", argv[1], pid)
@@ -315,6 +330,7 @@ def run_rclone(settings: Settings, deps: Deps, argv: tuple[str, ...],
             on_tick=lambda: None, stop=deps.stop, tick_seconds=1.0,
             stall_timeout_seconds=settings.rclone.stall_timeout_seconds,
             term_timeout_seconds=settings.rclone.term_timeout_seconds, clock=deps.monotonic,
+            deadline=deadline,
         )
     if result.terminated:
         raise Terminated(f"rclone {argv[1]} stopped by a signal; nothing more was written")

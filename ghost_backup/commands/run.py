@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, cast
 from ghost_backup import rclone
 from ghost_backup.commands.context import (
     Deps,
+    Scope,
     Window,
     command_scope,
+    credential_deadline,
     fetch_audited_credentials,
     fetch_rclone_version,
     log_rclone_event,
@@ -34,14 +36,23 @@ from ghost_backup.commands.context import (
 from ghost_backup.commands.guards import check_source
 from ghost_backup.commands.history import fresh_window, record_history, write_manifest
 from ghost_backup.credentials.sources import CredentialSource, build_source
-from ghost_backup.errors import DatabaseFailed, ExitCode, GhostBackupError, RcloneFailed
+from ghost_backup.errors import (
+    DatabaseFailed,
+    ExitCode,
+    GhostBackupError,
+    RcloneFailed,
+    TemporaryFailure,
+)
 from ghost_backup.host.notify import StatusThrottle, read_system_stopping
 from ghost_backup.host.process import ChildResult, run_child
 from ghost_backup.host.runtime import select_runtime_dir
 from ghost_backup.logs import NOTICE, Redactor, TailHandler
+from ghost_backup.rclone.history import archive_folder
 from ghost_backup.rclone.progress import (
     LogEvent,
     Stats,
+    add_stats,
+    format_bytes,
     format_progress,
     format_summary,
     is_max_delete_refusal,
@@ -85,14 +96,18 @@ class RunReport:
         return "interrupted" if self.interrupted else "failure"
 
 
-def _sync(settings: Settings, deps: Deps, window: Window) -> ChildResult:
+def _sync(settings: Settings, deps: Deps, window: Window, number: int) -> ChildResult:
     max_duration = max_duration_seconds(settings, deps, window.credentials)
+    deadline = credential_deadline(settings, deps, window.credentials)
+    # Each window archives into its own folder: a second --backup-dir run into the same
+    # folder would overwrite the version the first window moved there (measured, 1.75.2).
+    stamp = archive_folder(window.run_id, number)
     argv = rclone.build_sync_argv(
         settings,
         config_path=window.config_path,
         work_dir=window.run_dir,
         max_duration_seconds=max_duration,
-        archive_stamp=window.run_id,
+        archive_stamp=stamp,
         cache_dir=open_hash_cache(settings, window),
     )
     env = window.child_env(deps)
@@ -132,6 +147,7 @@ def _sync(settings: Settings, deps: Deps, window: Window) -> ChildResult:
             stall_timeout_seconds=settings.rclone.stall_timeout_seconds,
             term_timeout_seconds=settings.rclone.term_timeout_seconds,
             clock=deps.monotonic,
+            deadline=deadline,
         )
     if result.last_stats is not None:  # the last figures win, however short the run
         status.update(format_progress(result.last_stats), force=True)
@@ -358,6 +374,68 @@ def summary_fields(report: RunReport) -> dict[str, object]:
     }
 
 
+def _window_ended(result: ChildResult) -> bool:
+    """Return True if rclone stopped because its credential window ended (not a failure).
+
+    Exit 10 is rclone's own ``--max-duration`` cutoff; a deadline stop is ours (SIGTERM, or
+    SIGKILL if it lingered).
+    """
+    return not result.terminated and (result.returncode == 10 or result.deadline_hit)
+
+
+def _sync_in_windows(
+    settings: Settings, deps: Deps, scope: Scope, source: CredentialSource,
+    facts: dict[str, object], *, prepare: Callable[[Window], None],
+) -> tuple[ChildResult, Window]:
+    """Sync, continuing with fresh credentials while windows end; return the last result
+    and the window (with the keys) it ran in.
+
+    ``prepare`` runs once, with the first window's keys, before the first sync (the
+    database dumps). Raise TemporaryFailure when a window copied nothing or the last window
+    ended too; the message says how far the run got.
+    """
+    limit = settings.credentials.max_windows
+    window: Window | None = None
+    totals = Stats()
+    for number in range(1, limit + 1):
+        if number > 1:
+            log.log(NOTICE, "credential window %d ended: %d files (%s) copied so far; "
+                    "fetching fresh credentials to continue", number - 1, totals.transfers,
+                    format_bytes(totals.bytes))
+        credentials, requested_at = fetch_audited_credentials(
+            settings, deps, scope.run_id, command="run", source=source, window=number)
+        facts["requested_at"] = requested_at
+        facts["expires_at"] = credentials.expires_at
+        if window is None:
+            window = scope.open_window(credentials)
+            del credentials
+            prepare(window)
+        else:
+            window = window.renewed(credentials)
+            del credentials
+        result = _sync(settings, deps, window, number)
+        stats = result.last_stats or Stats()
+        totals = add_stats(totals, stats)
+        facts["stats"] = totals
+        facts["returncode"] = result.returncode
+        if result.stalled:
+            raise RcloneFailed(
+                f"rclone stalled: no progress for {settings.rclone.stall_timeout_seconds}s; "
+                "it was stopped"
+            )
+        if not _window_ended(result):
+            return result, window
+        if stats.transfers == 0 and stats.deletes == 0:
+            raise TemporaryFailure(
+                f"credential window {number} ended before rclone copied a single file "
+                f"({totals.transfers} files, {format_bytes(totals.bytes)} copied in all); "
+                "a listing or one file outlasts the keys: ask for longer-lived credentials")
+    raise TemporaryFailure(
+        f"sync unfinished after {limit} credential windows (credentials.max_windows): "
+        f"{totals.transfers} files ({format_bytes(totals.bytes)}) copied; the next run "
+        "continues from there")
+
+
 def _run(
     settings: Settings, deps: Deps, run_id: str, source: CredentialSource,
     facts: dict[str, object],
@@ -374,17 +452,15 @@ def _run(
                             err.strerror)
             check_source(settings.source)
             facts["rclone_version"] = fetch_rclone_version(settings, deps.env, cached=True)
-            credentials, requested_at = fetch_audited_credentials(
-                settings, deps, run_id, command="run", source=source
-            )
-            facts["requested_at"] = requested_at
-            facts["expires_at"] = credentials.expires_at
-            window = scope.open_window(credentials)
-            del credentials
-            dump_failure = format_dump_failures(_dump_databases(settings, deps, window, facts))
-            result = _sync(settings, deps, window)
-            facts["stats"] = result.last_stats
-            facts["returncode"] = result.returncode
+            dump_failures: list[str | None] = [None]
+
+            def prepare(window: Window) -> None:
+                dump_failures[0] = format_dump_failures(
+                    _dump_databases(settings, deps, window, facts))
+
+            result, window = _sync_in_windows(settings, deps, scope, source, facts,
+                                              prepare=prepare)
+            dump_failure = dump_failures[0]
             error: GhostBackupError | None = rclone.classify_exit(
                 result.returncode, terminated=result.terminated,
                 max_delete_hit=result.max_delete_hit,

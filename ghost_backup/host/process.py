@@ -106,8 +106,21 @@ class StopRequest:
 
 
 @dataclass(frozen=True)
+class Deadline:
+    """When a child must be gone, on the ``clock`` given to :func:`run_child`.
+
+    ``term_at``: SIGTERM to its process group; ``kill_at``: SIGKILL if it still lives. Used
+    for the credentials' expiry: rclone's ``--max-duration`` is only rclone's own promise,
+    this is the supervisor's.
+    """
+
+    term_at: float
+    kill_at: float
+
+
+@dataclass(frozen=True)
 class ChildResult:
-    """How the child ended."""
+    """How the child ended (``deadline_hit``: we stopped it at its :class:`Deadline`)."""
 
     returncode: int
     terminated: bool
@@ -115,6 +128,7 @@ class ChildResult:
     last_stats: Stats | None
     max_delete_hit: bool
     duration_seconds: float
+    deadline_hit: bool = False
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
@@ -130,6 +144,14 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
             os._exit(1)
 
     return hook
+
+
+def _wait(now: float, tick_seconds: float, deadline: Deadline | None) -> float:
+    """Return how long to wait for output: a tick, or less when a deadline step comes first."""
+    if deadline is None:
+        return tick_seconds
+    upcoming = [t - now for t in (deadline.term_at, deadline.kill_at) if t > now]
+    return max(0.05, min([tick_seconds, *upcoming]))
 
 
 def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
@@ -149,13 +171,16 @@ def run_child(
     stall_timeout_seconds: float,
     term_timeout_seconds: float,
     clock: Callable[[], float] = time.monotonic,
+    deadline: Deadline | None = None,
 ) -> ChildResult:
     """Run ``argv`` with ``env``, feeding each output line to ``on_event`` as it arrives.
 
     ``on_started`` gets the child's pid; ``on_tick`` runs at least every ``tick_seconds``
     (watchdog pings, status). On a stop request the child's process group gets SIGTERM,
     then SIGKILL after ``term_timeout_seconds``; the same happens when its progress figures
-    stop changing for ``stall_timeout_seconds``. Raise RcloneFailed if it cannot start.
+    stop changing for ``stall_timeout_seconds``. With a ``deadline``, the group gets SIGTERM
+    at ``deadline.term_at`` and SIGKILL at ``deadline.kill_at`` whatever else is going on.
+    Raise RcloneFailed if it cannot start.
     """
     read_fd, write_fd = os.pipe()
     try:
@@ -186,7 +211,8 @@ def run_child(
     last_activity_at = started
     last_activity: tuple[int, ...] = ()
     kill_at: float | None = None
-    terminated = stalled = max_delete_hit = False
+    terminated = stalled = max_delete_hit = deadline_hit = False
+    hard_kill_at = float("inf") if deadline is None else deadline.kill_at
     pending = b""
     selector = selectors.DefaultSelector()
     selector.register(read_fd, selectors.EVENT_READ)
@@ -223,14 +249,27 @@ def run_child(
                             stall_timeout_seconds)
                 _signal_group(proc, signal.SIGTERM)
                 kill_at = now + term_timeout_seconds
+            if (deadline is not None and not deadline_hit and now >= deadline.term_at
+                    and proc.poll() is None):
+                deadline_hit = True
+                log.warning("credential window ends: stopping rclone (pid %d) before its keys "
+                            "expire", proc.pid)
+                _signal_group(proc, signal.SIGTERM)
+                if kill_at is None:
+                    kill_at = now + term_timeout_seconds
             if kill_at is not None and now >= kill_at and proc.poll() is None:
                 log.warning("rclone did not exit within %ds of SIGTERM; killing it",
                             term_timeout_seconds)
                 _signal_group(proc, signal.SIGKILL)
-                kill_at = float("inf")
+                kill_at = hard_kill_at = float("inf")
+            elif now >= hard_kill_at and proc.poll() is None:
+                log.warning("rclone (pid %d) still running as its keys are about to expire; "
+                            "killing it", proc.pid)
+                _signal_group(proc, signal.SIGKILL)
+                kill_at = hard_kill_at = float("inf")
             on_tick()
             if open_pipe:
-                for _key, _mask in selector.select(timeout=tick_seconds):
+                for _key, _mask in selector.select(timeout=_wait(now, tick_seconds, deadline)):
                     chunk = os.read(read_fd, _READ_SIZE)
                     if not chunk:
                         open_pipe = False
@@ -267,6 +306,7 @@ def run_child(
         last_stats=last_stats,
         max_delete_hit=max_delete_hit,
         duration_seconds=clock() - started,
+        deadline_hit=deadline_hit,
     )
 
 

@@ -129,6 +129,19 @@ def build_cost_flags() -> tuple[str, ...]:
     return ("--checksum", "--s3-no-head", "--s3-no-head-object")
 
 
+def build_deadline_flags(max_duration_seconds: int | None) -> tuple[str, ...]:
+    """Return the flags that make rclone stop by itself before its keys expire.
+
+    ``--cutoff-mode hard``: measured with rclone 1.75.2, a soft cutoff let an in-flight
+    upload run 84 s past 45-second keys, a hard one stops in-flight transfers at the
+    deadline (exit 10, deletes skipped). The supervisor enforces the deadline as well
+    (:class:`~ghost_backup.host.process.Deadline`).
+    """
+    if max_duration_seconds is None:
+        return ()
+    return ("--max-duration", f"{max_duration_seconds}s", "--cutoff-mode", "hard")
+
+
 def build_sync_argv(
     settings: Settings,
     *,
@@ -143,8 +156,8 @@ def build_sync_argv(
 
     The source is read through the ``src:`` hasher remote of :func:`render_config`, with the
     same filters as every other listing of the source (:func:`build_source_filter_flags`).
-    ``max_duration_seconds`` bounds rclone inside the credentials' lifetime (soft cutoff:
-    no new transfers, in-flight ones finish, exit 10). ``archive_stamp`` names the archive
+    ``max_duration_seconds`` bounds rclone inside the credentials' lifetime (hard cutoff:
+    in-flight transfers stop too, exit 10). ``archive_stamp`` names the archive
     folder under ``destination.archive_path`` for ``--backup-dir`` (``history.archive_folder``
     of the run id and credential window); no ``--backup-dir`` when the history is off.
     ``dry_run`` adds ``--dry-run`` and leaves out ``--max-delete``: nothing is changed, and the
@@ -172,8 +185,7 @@ def build_sync_argv(
         # rclone/history.py), never destroyed.
         archive = f"{settings.destination.archive_path}/{archive_stamp}"
         argv += ["--backup-dir", remote_path(settings, archive)]
-    if max_duration_seconds is not None:
-        argv += ["--max-duration", f"{max_duration_seconds}s", "--cutoff-mode", "soft"]
+    argv += build_deadline_flags(max_duration_seconds)
     argv += list(rc.extra_args)
     return tuple(argv)
 
@@ -336,8 +348,7 @@ def build_restore_argv(
         argv.append("--fast-list")
     if dry_run:
         argv.append("--dry-run")
-    if max_duration_seconds is not None:
-        argv += ["--max-duration", f"{max_duration_seconds}s", "--cutoff-mode", "soft"]
+    argv += build_deadline_flags(max_duration_seconds)
     return tuple(argv)
 
 

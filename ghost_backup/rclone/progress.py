@@ -105,6 +105,30 @@ def is_routine_notice(event: LogEvent) -> bool:
     return event.priority >= 5 and event.message in _ROUTINE_MESSAGES
 
 
+def add_stats(before: Stats, window: Stats) -> Stats:
+    """Return the figures of a run so far: ``before`` plus one more credential window's.
+
+    Counters add up; the totals, speed and ETA are the latest window's (each window's rclone
+    plans the rest of the sync afresh).
+    """
+    return Stats(
+        bytes=before.bytes + window.bytes,
+        total_bytes=before.bytes + window.total_bytes,
+        transfers=before.transfers + window.transfers,
+        total_transfers=before.transfers + window.total_transfers,
+        checks=before.checks + window.checks,
+        total_checks=before.checks + window.total_checks,
+        listed=before.listed + window.listed,
+        deletes=before.deletes + window.deletes,
+        errors=before.errors + window.errors,
+        elapsed_seconds=before.elapsed_seconds + window.elapsed_seconds,
+        speed=window.speed,
+        eta_seconds=window.eta_seconds,
+        fatal_error=window.fatal_error,
+        last_error=window.last_error,
+    )
+
+
 def is_max_delete_refusal(event: LogEvent) -> bool:
     """Return True for rclone's error line when ``--max-delete`` refuses a deletion.
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -151,32 +150,6 @@ def test_archive_path_keeps_deleted_and_overwritten_objects_under_a_dated_prefix
     assert (stamp / deleted.relative_to(stack.source)).read_bytes() == deleted_content
     assert (stamp / changed.relative_to(stack.source)).read_bytes() == old_content
     _assert_no_canaries(stack, first.stderr, second.stderr)
-
-
-def test_sync_that_cannot_finish_before_keys_expire_is_cut_off_with_exit_75(
-    stack: Stack,
-) -> None:
-    # Keys valid for 10 s, rclone told to stop 3 s before; ~1 MB at 50 kB/s needs 20 s.
-    make_tree(stack.source, 60, max_size=32_000)
-    stack.proxy.state.ttl_seconds = 10
-    stack.overrides["credentials"] = {"min_validity_seconds": 4, "safety_margin_seconds": 3}
-    stack.overrides["rclone"] = {"extra_args": ["--bwlimit", "50k"]}
-
-    done = stack.run("run", timeout=60)
-    finished = datetime.now(UTC)
-
-    assert done.returncode == ExitCode.TEMPORARY, done.stderr
-    match = re.search(r"expires_at=(\S+)", done.stderr)
-    assert match is not None
-    assert finished < datetime.fromisoformat(match.group(1))  # rclone gone before expiry
-    assert re.search(r"stops by itself within [67]s", done.stderr)
-    assert 0 < len(_objects(stack.bucket_dir)) < 60
-    ours = [line for line in error_lines(done.stderr) if "rclone:" not in line]
-    assert len(ours) == 1, done.stderr
-    assert "cut off before the credentials expire" in ours[0]
-    _assert_alerted(stack, ExitCode.TEMPORARY, "cut off")
-    assert [p.name for p in stack.runtime_dir.iterdir()] == []
-    _assert_no_canaries(stack, done.stderr)
 
 
 def test_extra_args_that_would_override_a_guard_are_refused_at_load_with_78(

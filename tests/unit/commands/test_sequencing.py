@@ -65,11 +65,15 @@ class FakeProxy:
     ttl_seconds: int = 3600
     events: list[str] = field(default_factory=list)
     sigterm: bool = False  # SIGTERM arrives while the proxy is asked
+    request_ids: list[str] = field(default_factory=list)
 
-    def get(self, url: str, **_kwargs: object) -> _Response:
+    def get(self, url: str, **kwargs: object) -> _Response:
         self.events.append("fetch")
         if self.sigterm:
             raise Terminated("received SIGTERM; stopping")
+        headers = kwargs.get("headers")
+        if isinstance(headers, dict):
+            self.request_ids.append(str(headers.get("X-Request-ID")))
         body = json.dumps({
             "access_key_id": CANARY_ID, "secret_access_key": CANARY_SECRET,
             "expires_at": (NOW + timedelta(seconds=self.ttl_seconds)).isoformat(),
@@ -117,7 +121,7 @@ if sys.argv[1] == "lsf":
     sys.exit(0)
 if sys.argv[1] in ("copyto", "delete", "deletefile", "cat"):
     sys.exit(0)
-print(json.dumps({{"level": "info", "msg": "done", "stats": {{"bytes": 3, "transfers": 1,
+print(json.dumps({{"level": "info", "msg": "done", "stats": {{"bytes": 3, "transfers": {transfers},
                   "checks": 0, "deletes": 0, "errors": 0}}}}), flush=True)
 sys.exit({code})
 """
@@ -140,19 +144,19 @@ def world(tmp_path: Path) -> Iterator[dict[str, Path]]:
     Path(f"{runtime}.lock").unlink(missing_ok=True)
 
 
-def _rclone(tools: Path, code: int = 0) -> Path:
+def _rclone(tools: Path, code: int = 0, transfers: int = 1) -> Path:
     path = tools / "rclone"
-    path.write_text(FAKE_RCLONE.format(python=sys.executable, code=code))
+    path.write_text(FAKE_RCLONE.format(python=sys.executable, code=code, transfers=transfers))
     path.chmod(stat.S_IRWXU)
     return path
 
 
-def _settings(world: dict[str, Path], rclone: Path) -> Settings:
+def _settings(world: dict[str, Path], rclone: Path, max_windows: int = 48) -> Settings:
     return parse_settings({
         "source": {"path": str(world["source"]), "require_mountpoint": False},
         "destination": {"bucket": "ghost-test", "endpoint": "http://127.0.0.1:9"},
         "credentials": {"url": "http://127.0.0.1:9/credentials/r2-backup",
-                        "backoff_initial_seconds": 0.01},
+                        "backoff_initial_seconds": 0.01, "max_windows": max_windows},
         "rclone": {"binary": str(rclone)},
         "runtime": {"dir": str(world["runtime"]), "manual_dir": str(world["runtime"]),
                     "lock_path": f"{world['runtime']}.lock"},
@@ -316,6 +320,33 @@ def test_restore_cut_off_by_each_window_fetches_fresh_keys_up_to_the_cap(world, 
                             _deps(FakeProxy(events=events), Recorder(world["runtime"], events)),
                             restore.RestoreRequest(target=tmp_path / "new-target"))
     assert events.count("fetch") == restore.MAX_RESTORE_WINDOWS
+    _no_leftovers(world)
+
+
+def test_run_cut_off_by_each_window_continues_with_fresh_keys_up_to_max_windows(world) -> None:  # type: ignore[no-untyped-def]
+    events: list[str] = []
+    proxy = FakeProxy(events=events)
+    report = run_backup(_settings(world, _rclone(world["tools"], code=10), max_windows=3),
+                        _deps(proxy, Recorder(world["runtime"], events)))
+    assert report.exit_code == ExitCode.TEMPORARY
+    assert "unfinished after 3 credential windows" in report.message
+    assert "3 files (9 B) copied" in report.message
+    assert events.count("fetch") == 3
+    run_id = report.run_id
+    assert proxy.request_ids == [run_id, f"{run_id}.w2", f"{run_id}.w3"]
+    assert _calls(world["tools"]) == ["version nokeys"] + ["sync keys"] * 3
+    assert report.stats is not None
+    assert report.stats.transfers == 3
+    _no_leftovers(world)
+
+
+def test_run_window_that_copies_nothing_stops_the_run_with_75(world) -> None:  # type: ignore[no-untyped-def]
+    events: list[str] = []
+    report = run_backup(_settings(world, _rclone(world["tools"], code=10, transfers=0)),
+                        _deps(FakeProxy(events=events), Recorder(world["runtime"], events)))
+    assert report.exit_code == ExitCode.TEMPORARY
+    assert "window 1 ended before rclone copied a single file" in report.message
+    assert events.count("fetch") == 1
     _no_leftovers(world)
 
 

@@ -78,7 +78,7 @@ def test_restore_argv_copies_never_syncs_and_filters_the_subpath() -> None:
     assert "--dry-run" in argv
     joined = " ".join(argv)
     assert "--filter + /content/images --filter + /content/images/** --filter - **" in joined
-    assert "--max-duration 1200s --cutoff-mode soft" in joined
+    assert "--max-duration 1200s --cutoff-mode hard" in joined
 
 
 @pytest.mark.parametrize(("path", "escaped"), [

@@ -35,3 +35,41 @@ def test_every_line_arrives_in_order_across_batched_reads() -> None:
             "    if i % 500 == 0: sys.stdout.flush(); time.sleep(0.01)\n")
     events, _ = _run(code)
     assert [e.object for e in events] == [f"f{i}" for i in range(3000)]
+
+
+def test_deadline_terms_then_kills_a_child_that_ignores_sigterm_before_kill_at() -> None:
+    import time  # noqa: PLC0415
+
+    from ghost_backup.host.process import Deadline  # noqa: PLC0415
+
+    code = ("import signal, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n")
+    start = time.monotonic()
+    result = run_child([sys.executable, "-c", code], {"PATH": "/usr/bin:/bin"},
+                       on_event=lambda _e: None, on_started=lambda _p: None,
+                       on_tick=lambda: None, stop=StopRequest(), tick_seconds=1.0,
+                       stall_timeout_seconds=60, term_timeout_seconds=30,
+                       deadline=Deadline(term_at=start + 0.5, kill_at=start + 1.5))
+    took = time.monotonic() - start
+    assert result.deadline_hit
+    assert result.returncode == -9  # SIGKILL: it ignored SIGTERM
+    assert 1.5 <= took < 2.2  # killed at kill_at, not after term_timeout_seconds
+
+
+def test_deadline_sigterm_stops_a_well_behaved_child_at_term_at() -> None:
+    import time  # noqa: PLC0415
+
+    from ghost_backup.host.process import Deadline  # noqa: PLC0415
+
+    start = time.monotonic()
+    result = run_child([sys.executable, "-c", "import time; time.sleep(60)"],
+                       {"PATH": "/usr/bin:/bin"},
+                       on_event=lambda _e: None, on_started=lambda _p: None,
+                       on_tick=lambda: None, stop=StopRequest(), tick_seconds=1.0,
+                       stall_timeout_seconds=60, term_timeout_seconds=30,
+                       deadline=Deadline(term_at=start + 0.3, kill_at=start + 5))
+    assert result.deadline_hit
+    assert result.returncode == -15
+    assert time.monotonic() - start < 1.5

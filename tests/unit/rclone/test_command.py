@@ -56,7 +56,7 @@ def test_sync_argv_shape_and_flags() -> None:
     joined = " ".join(argv)
     for flag in ("--config /run/ghost/run-x/rclone.conf", "--use-json-log", "--stats 10s",
                  "--stats-log-level NOTICE", "--exclude ghost-compose/.env.*", "--fast-list",
-                 "--max-delete 1000", "--max-duration 3000s", "--cutoff-mode soft",
+                 "--max-delete 1000", "--max-duration 3000s", "--cutoff-mode hard",
                  "--one-file-system", "--cache-dir /var/lib/ghost-backup/rclone-cache",
                  "--temp-dir /run/ghost/run-x", "--checksum", "--s3-no-head",
                  "--s3-no-head-object"):
