@@ -95,18 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
                                 title="commands", metavar="COMMAND")
-    _add_command(
+    run_parser = _add_command(
         sub, "run", summary="run one backup now (what the nightly timer starts)",
         description="Fetch just-in-time credentials from the configured source, sync the "
                     "source tree to the bucket\nwith rclone, record the outcome and alert on "
                     "failure. This is what ghost-backup.service runs.",
         examples=["ghost-backup run", "systemctl start ghost-backup.service   # the same, "
                   "under the shipped unit",
-                  "ghost-backup run --dry-run   # before the first sync into an existing bucket"]
-    ).add_argument("--dry-run", action="store_true",
-                   help="fetch credentials as usual and list what the sync would copy and "
-                        "delete (counts, first paths); change nothing, record no run, send no "
-                        "alert")
+                  "ghost-backup run --dry-run   # before the first sync into an existing bucket",
+                  "ghost-backup run --allow-shrink   # once, after deleting content on purpose"])
+    run_parser.add_argument(
+        "--dry-run", action="store_true",
+        help="fetch credentials as usual and list what the sync would copy and "
+             "delete (counts, first paths); change nothing, record no run, send no alert")
+    run_parser.add_argument(
+        "--allow-shrink", action="store_true",
+        help="for this run only, sync even though the source shrank below "
+             "source.min_fraction_of_last or the sync deletes more than rclone.max_delete "
+             "(logged at warning with the figures)")
     _add_toolkit_parsers(sub)
     config = _add_command(
         sub, "config", summary="validate the config file, or print the annotated example",
@@ -395,7 +401,7 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         alerts=HttpAlerts(settings.alerts, new_alert_session(), _REDACTOR),
         watchdog_seconds=watchdog_interval(env),
     )
-    report = run_backup(settings, deps)
+    report = run_backup(settings, deps, allow_shrink=args.allow_shrink)
     if report.interrupted:  # a shutdown: die of SIGTERM, a clean stop for systemd
         exit_by_signal(signal.SIGTERM)
     return int(report.exit_code)

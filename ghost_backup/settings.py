@@ -43,6 +43,7 @@ RCLONE_S3_PROVIDERS = frozenset({
     "US3", "Wasabi", "Zadara", "Zata", "ZeroServices", "Other",
 })
 # rclone flags that would put a key into argv, where `ps` and rclone's own DEBUG log see it.
+_PERCENT_RE = re.compile(r"(\d+(?:\.\d+)?)%")
 _SECRET_FLAG_RE = re.compile(r"(secret|access[-_]key|session[-_]token|password|--s3-key)", re.I)
 
 
@@ -120,6 +121,17 @@ class SourceSettings(_Section):
     one_file_system: bool = Field(
         True,
         description="Do not descend into other filesystems mounted below the source path.",
+    )
+    min_fraction_of_last: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "Shrink guard: refuse to sync (66) when the source, as rclone sees it, holds "
+            "fewer files or bytes than this fraction of what the last successful run saw "
+            "(from the state file; with no state file, of what the backup holds). "
+            "`ghost-backup run --allow-shrink` overrides it for one run. 0 disables it."
+        ),
     )
 
     @field_validator("path")
@@ -670,12 +682,15 @@ class RcloneSettings(_Section):
         True,
         description="Use `--fast-list`: fewer listing calls (R2 bills them as Class A).",
     )
-    max_delete: int = Field(
-        1000,
-        ge=0,
+    max_delete: int | str = Field(
+        "10%",
         description=(
-            "Stop the sync after this many deletions at the destination (`--max-delete`); "
-            "0 disables the guard."
+            "Deletion guard: the most objects one run may delete from the backup, as a count "
+            "(`500`) or a percentage of what the backup holds (`\"10%\"`, rounded up). "
+            "Before syncing, the source listing is compared with one listing of the backup "
+            "and a run that would delete more is refused (79) before anything is touched; "
+            "rclone gets a looser `--max-delete` as a backstop. `ghost-backup run "
+            "--allow-shrink` lifts it for one run. 0 disables the guard."
         ),
     )
     stall_timeout_seconds: int = Field(
@@ -697,6 +712,21 @@ class RcloneSettings(_Section):
                 "stall_timeout_seconds must be more than twice stats_interval_seconds"
             )
         return self
+
+    @field_validator("max_delete")
+    @classmethod
+    def _count_or_percentage(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("must be a count (0 or more) or a percentage such as \"10%\"")
+            return value
+        if value.strip().isdigit():
+            return int(value.strip())
+        match = _PERCENT_RE.fullmatch(value.strip())
+        if match is None or not 0 < float(match[1]) <= 100:
+            raise ValueError("must be a count (0 or more) or a percentage such as \"10%\" "
+                             "(above 0, at most 100)")
+        return value.strip()
 
     @field_validator("extra_args")
     @classmethod

@@ -71,4 +71,5 @@ def run_dry_run(settings: Settings, deps: Deps, *, shown: int = SHOWN_PATHS) -> 
     return format_dry_run(
         plan[0], source=str(settings.source.path), destination=rclone.remote_path(settings),
         archive=rclone.remote_path(settings, f"{archive}/<run id>") if archive else None,
-        max_delete=settings.rclone.max_delete)
+        max_delete=settings.rclone.max_delete if isinstance(settings.rclone.max_delete, int)
+        else None)

@@ -1,18 +1,25 @@
-"""The source guard: refuse to sync from a tree that looks unmounted, empty or wrong.
+"""The source guards: refuse to sync from a tree that looks unmounted, empty, shrunken or
+wrong, and refuse a sync that would delete too much.
 
 ``rclone sync`` mirrors deletions, and it has no guard against an existing but empty source
 (rclone#1032): an unmounted ``/var/mnt/storage`` is an empty directory, and syncing it would
-delete the whole backup. These checks run before any credential is requested.
+delete the whole backup. :func:`check_source` runs before any credential is requested; the
+guards below it are pure and decide from rclone's own listings
+(:mod:`ghost_backup.rclone.inventory`), never from ``os.walk``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ghost_backup.errors import SourceRefused, UsageError
 from ghost_backup.host.paths import find_unsafe_ancestor, find_unsafe_entry
+from ghost_backup.rclone.inventory import Inventory
+from ghost_backup.rclone.progress import format_bytes
 from ghost_backup.settings import SourceSettings
 
 
@@ -107,3 +114,106 @@ def _holds_a_file(path: Path) -> bool:
         raise err
 
     return any(files for _root, _dirs, files in os.walk(path, onerror=fail))
+
+
+# --- the guards that decide from rclone's own view (pure) -----------------------------------
+
+@dataclass(frozen=True)
+class Figures:
+    """How many files and bytes a tree holds (as rclone sees it)."""
+
+    files: int
+    bytes: int
+
+    def describe(self) -> str:
+        """Return ``1234 files (5.6 MiB)``."""
+        return f"{self.files} files ({format_bytes(self.bytes)})"
+
+
+def check_rclone_sees_files(path: Path, source: Inventory) -> None:
+    """Raise SourceRefused if rclone would see no file in the source (``source``: its listing).
+
+    Excluded files, symlinks and files on other filesystems are not in the listing: a source
+    of only those is empty to rclone, and syncing it would delete the whole backup.
+    """
+    if source.files == 0:
+        raise SourceRefused(
+            f"source {path} holds no files rclone would copy (everything there is excluded, "
+            "a symlink, or on another filesystem); refusing to sync (it would delete the "
+            "whole backup)"
+        )
+
+
+def judge_shrink(
+    now: Figures, before: Figures, *, fraction: float, what: str
+) -> str | None:
+    """Return why ``now`` is a suspicious shrink from ``before`` (None: it is not).
+
+    Suspicious: fewer files, or fewer bytes, than ``fraction`` of ``before``. ``what`` names
+    the baseline (``the last successful run``, ``the backup``).
+    """
+    if fraction <= 0:
+        return None
+    low_files = now.files < fraction * before.files
+    low_bytes = before.bytes > 0 and now.bytes < fraction * before.bytes
+    if not (low_files or low_bytes):
+        return None
+    return (f"the source holds {now.describe()}, less than {fraction:g} of the "
+            f"{before.describe()} of {what}")
+
+
+def resolve_delete_limit(setting: int | str, held: int) -> int | None:
+    """Return how many deletions ``rclone.max_delete`` allows when the backup holds ``held``.
+
+    ``"10%"`` is 10 % of ``held``, rounded up; a count is itself; 0 disables the guard (None).
+    """
+    if isinstance(setting, int):
+        return setting or None
+    percent = float(setting.rstrip("%"))
+    return math.ceil(percent * held / 100)
+
+
+@dataclass(frozen=True)
+class DeletePlan:
+    """What a sync would delete and overwrite at the backup, from two listings."""
+
+    deletes: int
+    resized: int
+    held: int
+
+
+def plan_deletes(source: Inventory, backup: Inventory) -> DeletePlan:
+    """Return the deletions (in the backup, not in the source) and size changes of a sync.
+
+    Exact for deletions, whatever the history settings: with ``--backup-dir`` rclone counts
+    every overwrite as a delete against ``--max-delete`` (measured, 1.75.2), so the guard
+    counts deletions itself. Same-size edits are invisible here (sizes only).
+    """
+    deletes = resized = 0
+    for path, size in backup.sizes.items():
+        mine = source.sizes.get(path)
+        if mine is None:
+            deletes += 1
+        elif mine != size:
+            resized += 1
+    return DeletePlan(deletes=deletes, resized=resized, held=backup.files)
+
+
+def judge_deletes(plan: DeletePlan, limit: int | None, setting: int | str) -> str | None:
+    """Return why ``plan`` exceeds the deletion ``limit`` (None: within it, or no limit)."""
+    if limit is None or plan.deletes <= limit:
+        return None
+    return (f"the sync would delete {plan.deletes} of the {plan.held} objects in the backup; "
+            f"rclone.max_delete = {setting!r} allows {limit}")
+
+
+def build_backstop(plan: DeletePlan, limit: int | None) -> int | None:
+    """Return rclone's ``--max-delete``: the planned deletions plus room for overwrites.
+
+    rclone counts overwrites as deletes once history (``--backup-dir``) is on, so the
+    backstop leaves room for every size change and ``limit`` more (same-size edits, files
+    deleted after the listing). None: no limit.
+    """
+    if limit is None:
+        return None
+    return plan.deletes + plan.resized + limit

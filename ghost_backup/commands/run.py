@@ -1,8 +1,11 @@
 """``ghost-backup run``: the nightly backup, the one place that sequences its effects.
 
     runtime dir proven tmpfs -> lock -> source guard -> rclone version
+    -> rclone's listing of the source (empty to rclone? shrunk since the last success?)
     -> credential fetch (audit line) -> per-run dir + config -> [database dumps (READY,
-    watchdog), each streamed to the destination] -> rclone child (READY, progress, watchdog)
+    watchdog), each streamed to the destination] -> listing of the backup (shrink guard
+    without a state file; deletion pre-flight) -> rclone child (READY, progress, watchdog,
+    deadline), again with fresh keys while windows end
     -> [success: manifest, prune old history] -> finally: STOPPING, shred config,
     remove per-run dir, unlock
     -> state file + metrics textfile -> alerts
@@ -32,19 +35,32 @@ from ghost_backup.commands.context import (
     max_duration_seconds,
     new_run_id,
     open_hash_cache,
+    remaining_seconds,
 )
-from ghost_backup.commands.guards import check_source
+from ghost_backup.commands.guards import (
+    Figures,
+    build_backstop,
+    check_rclone_sees_files,
+    check_source,
+    judge_deletes,
+    judge_shrink,
+    plan_deletes,
+    resolve_delete_limit,
+)
 from ghost_backup.commands.history import fresh_window, record_history, write_manifest
 from ghost_backup.credentials.sources import CredentialSource, build_source
 from ghost_backup.errors import (
     DatabaseFailed,
+    DeleteGuardTripped,
     ExitCode,
     GhostBackupError,
     RcloneFailed,
+    SourceRefused,
+    StateUnreadable,
     TemporaryFailure,
 )
 from ghost_backup.host.notify import StatusThrottle, read_system_stopping
-from ghost_backup.host.process import ChildResult, run_child
+from ghost_backup.host.process import ChildResult, run_captured, run_child
 from ghost_backup.host.runtime import select_runtime_dir
 from ghost_backup.logs import NOTICE, Redactor, TailHandler
 from ghost_backup.rclone.history import archive_folder
@@ -68,6 +84,8 @@ log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_SECONDS = 5.0
 VERSION_TIMEOUT_SECONDS = 30.0
+# A listing of 20 000 local files takes ~3 s (measured); a million, a few minutes.
+LIST_TIMEOUT_SECONDS = 1800.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,7 @@ class RunReport:
     stale_dirs_removed: tuple[str, ...] = field(default=())
     databases: tuple[DumpOutcome, ...] = field(default=())
     interrupted: bool = False  # stopped because the system is shutting down
+    source: Figures | None = None
 
     @property
     def outcome(self) -> str:
@@ -96,7 +115,8 @@ class RunReport:
         return "interrupted" if self.interrupted else "failure"
 
 
-def _sync(settings: Settings, deps: Deps, window: Window, number: int) -> ChildResult:
+def _sync(settings: Settings, deps: Deps, window: Window, number: int,
+          backstop: int | None) -> ChildResult:
     max_duration = max_duration_seconds(settings, deps, window.credentials)
     deadline = credential_deadline(settings, deps, window.credentials)
     # Each window archives into its own folder: a second --backup-dir run into the same
@@ -109,6 +129,7 @@ def _sync(settings: Settings, deps: Deps, window: Window, number: int) -> ChildR
         max_duration_seconds=max_duration,
         archive_stamp=stamp,
         cache_dir=open_hash_cache(settings, window),
+        max_delete=backstop,
     )
     env = window.child_env(deps)
     status = StatusThrottle(deps.notifier, STATUS_INTERVAL_SECONDS, deps.monotonic)
@@ -227,12 +248,13 @@ def format_dump_failures(outcomes: tuple[DumpOutcome, ...]) -> str | None:
     return "database dump failed: " + "; ".join(f"{o.name} ({o.error})" for o in failed)
 
 
-def run_backup(settings: Settings, deps: Deps) -> RunReport:
+def run_backup(settings: Settings, deps: Deps, *, allow_shrink: bool = False) -> RunReport:
     """Run one backup from start to cleanup and return its report (never raises an Exception).
 
     Known failures become the report's exit code and message, logged at error priority; any
     other exception (a bug) becomes exit 70 the same way. The state file, the metrics and the
-    alert channels hear about every outcome.
+    alert channels hear about every outcome. ``allow_shrink`` (``run --allow-shrink``) lets
+    this one run past the shrink guard and the deletion limit, with a warning.
     """
     started_at = deps.clock()
     run_id = new_run_id(started_at)
@@ -244,7 +266,7 @@ def run_backup(settings: Settings, deps: Deps) -> RunReport:
         deps.alerts.start(run_id)
         log.info("backup run %s starting: %s -> %s", run_id, settings.source.path,
                  rclone.remote_path(settings))
-        code, message = _run(settings, deps, run_id, source, facts)
+        code, message = _run(settings, deps, run_id, source, facts, allow_shrink=allow_shrink)
     finally:
         logging.getLogger().removeHandler(tail)
     finished_at = deps.clock()
@@ -262,6 +284,7 @@ def run_backup(settings: Settings, deps: Deps) -> RunReport:
         rclone_version=_str(facts.get("rclone_version")),
         databases=_dumps(facts.get("databases")),
         interrupted=facts.get("interrupted") is True,
+        source=_figures(facts.get("source")),
     )
     record_run(settings, report, deps.redactor, invocation_id=deps.env.get("INVOCATION_ID"))
     if facts.get("marker") is True and not report.interrupted:
@@ -298,6 +321,10 @@ def _remove_marker(settings: Settings) -> None:
 
 def _dt(value: object) -> datetime | None:
     return value if isinstance(value, datetime) else None
+
+
+def _figures(value: object) -> Figures | None:
+    return value if isinstance(value, Figures) else None
 
 
 def _int(value: object) -> int | None:
@@ -342,6 +369,7 @@ def record_run(settings: Settings, report: RunReport, redactor: Redactor, *,
             error=redactor.redact(d.error) if d.error else None) for d in report.databases),
         interrupted=report.interrupted,
         invocation_id=invocation_id,
+        source=(report.source.files, report.source.bytes) if report.source else None,
     )
     try:
         path = state.write_last_run(settings.state.dir, redactor.redact(
@@ -385,17 +413,19 @@ def _window_ended(result: ChildResult) -> bool:
 
 def _sync_in_windows(
     settings: Settings, deps: Deps, scope: Scope, source: CredentialSource,
-    facts: dict[str, object], *, prepare: Callable[[Window], None],
+    facts: dict[str, object], *, prepare: Callable[[Window], int | None],
 ) -> tuple[ChildResult, Window]:
     """Sync, continuing with fresh credentials while windows end; return the last result
     and the window (with the keys) it ran in.
 
     ``prepare`` runs once, with the first window's keys, before the first sync (the
-    database dumps). Raise TemporaryFailure when a window copied nothing or the last window
+    database dumps, the deletion pre-flight) and returns rclone's ``--max-delete``
+    backstop. Raise TemporaryFailure when a window copied nothing or the last window
     ended too; the message says how far the run got.
     """
     limit = settings.credentials.max_windows
     window: Window | None = None
+    backstop: int | None = None
     totals = Stats()
     for number in range(1, limit + 1):
         if number > 1:
@@ -409,11 +439,11 @@ def _sync_in_windows(
         if window is None:
             window = scope.open_window(credentials)
             del credentials
-            prepare(window)
+            backstop = prepare(window)
         else:
             window = window.renewed(credentials)
             del credentials
-        result = _sync(settings, deps, window, number)
+        result = _sync(settings, deps, window, number, backstop)
         stats = result.last_stats or Stats()
         totals = add_stats(totals, stats)
         facts["stats"] = totals
@@ -436,9 +466,98 @@ def _sync_in_windows(
         "continues from there")
 
 
+def fetch_inventory(settings: Settings, deps: Deps, window: Window | None) -> rclone.Inventory:
+    """List the source (``window`` None: no keys needed) or the backup, as the sync sees them.
+
+    Raise SourceRefused if the source cannot be listed, the listing failure's typed error if
+    the backup cannot. A backup prefix that does not exist yet lists as empty.
+    """
+    if window is None:
+        location, config, env = str(settings.source.path), None, rclone.build_plain_env(deps.env)
+        timeout = LIST_TIMEOUT_SECONDS
+    else:
+        location, config, env = rclone.remote_path(settings), window.config_path, \
+            window.child_env(deps)
+        left = remaining_seconds(deps, window.credentials)
+        timeout = max(1.0, min(LIST_TIMEOUT_SECONDS,
+                               left - settings.credentials.safety_margin_seconds))
+    argv = rclone.build_inventory_argv(settings, location=location, config_path=config,
+                                       remote=window is not None)
+    result = run_captured(argv, env, timeout_seconds=timeout)
+    if result.returncode == 0:
+        return rclone.parse_inventory(result.stdout)
+    if window is None:
+        last = next((ln for ln in reversed(result.stderr.splitlines()) if ln.strip()), "")
+        raise SourceRefused(deps.redactor.redact(
+            f"cannot list source {location} through rclone (exit {result.returncode}): "
+            f"{last[-200:]}; nothing synced"))
+    if result.returncode == 3 and "directory not found" in result.stderr:
+        return rclone.parse_inventory("")  # the first run: nothing backed up there yet
+    raise rclone.classify_list_failure(result.returncode, result.stderr,
+                                       what="cannot list the backup: ",
+                                       redact=deps.redactor.redact)
+
+
+def _state_baseline(settings: Settings) -> Figures | None:
+    """Return the source figures of the last successful run, if the state file has them."""
+    try:
+        previous = state.read_last_run(settings.state.dir)
+    except StateUnreadable as err:
+        log.warning("shrink guard: %s; comparing with the backup instead", err.message)
+        return None
+    if previous is None or previous.last_success_source_files is None:
+        return None
+    return Figures(previous.last_success_source_files, previous.last_success_source_bytes or 0)
+
+
+def _guard_shrink(settings: Settings, now: Figures, before: Figures, what: str,
+                  allow_shrink: bool) -> None:
+    why = judge_shrink(now, before, fraction=settings.source.min_fraction_of_last, what=what)
+    if why is None:
+        return
+    if allow_shrink:
+        log.warning("--allow-shrink: %s (source.min_fraction_of_last = %g); syncing anyway "
+                    "for this run", why, settings.source.min_fraction_of_last)
+        return
+    raise SourceRefused(
+        f"shrink guard: {why} (source.min_fraction_of_last = "
+        f"{settings.source.min_fraction_of_last:g}); nothing synced. If the source really "
+        "shrank, run `ghost-backup run --allow-shrink` once")
+
+
+def _preflight(settings: Settings, deps: Deps, window: Window, listing: rclone.Inventory,
+               *, baseline_known: bool, allow_shrink: bool) -> int | None:
+    """List the backup once; judge the shrink (no state file) and the deletions.
+
+    Return rclone's ``--max-delete`` backstop. Raise SourceRefused or DeleteGuardTripped
+    before anything at the destination is touched.
+    """
+    setting = settings.rclone.max_delete
+    if baseline_known and setting == 0:
+        return None
+    backup = fetch_inventory(settings, deps, window)
+    now = Figures(listing.files, listing.bytes)
+    if not baseline_known and backup.files:
+        _guard_shrink(settings, now, Figures(backup.files, backup.bytes), "the backup",
+                      allow_shrink)
+    plan = plan_deletes(listing, backup)
+    limit = resolve_delete_limit(setting, plan.held)
+    log.info("pre-flight: the backup holds %d objects; the sync deletes %d and resizes %d "
+             "(rclone.max_delete = %r allows %s deletions)", plan.held, plan.deletes,
+             plan.resized, setting, "any number of" if limit is None else limit)
+    why = judge_deletes(plan, limit, setting)
+    if why is not None:
+        if not allow_shrink:
+            raise DeleteGuardTripped(
+                f"deletion guard: {why}; nothing was deleted. If the source really lost "
+                "them, run `ghost-backup run --allow-shrink` once")
+        log.warning("--allow-shrink: %s; deleting them for this run", why)
+    return build_backstop(plan, limit)
+
+
 def _run(
     settings: Settings, deps: Deps, run_id: str, source: CredentialSource,
-    facts: dict[str, object],
+    facts: dict[str, object], *, allow_shrink: bool,
 ) -> tuple[ExitCode, str]:
     started = deps.monotonic()
     try:
@@ -452,11 +571,22 @@ def _run(
                             err.strerror)
             check_source(settings.source)
             facts["rclone_version"] = fetch_rclone_version(settings, deps.env, cached=True)
+            listing = fetch_inventory(settings, deps, None)
+            check_rclone_sees_files(settings.source.path, listing)
+            now = Figures(listing.files, listing.bytes)
+            facts["source"] = now
+            log.info("source as rclone sees it: %s", now.describe())
+            baseline = _state_baseline(settings)
+            if baseline is not None:
+                _guard_shrink(settings, now, baseline, "the last successful run", allow_shrink)
             dump_failures: list[str | None] = [None]
 
-            def prepare(window: Window) -> None:
+            def prepare(window: Window) -> int | None:
+                # Dumps first: a guard refusing the file sync must not cost a night's dumps.
                 dump_failures[0] = format_dump_failures(
                     _dump_databases(settings, deps, window, facts))
+                return _preflight(settings, deps, window, listing,
+                                  baseline_known=baseline is not None, allow_shrink=allow_shrink)
 
             result, window = _sync_in_windows(settings, deps, scope, source, facts,
                                               prepare=prepare)

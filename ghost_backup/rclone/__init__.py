@@ -6,5 +6,6 @@ The names below are the package's public surface, so call sites read ``rclone.bu
 """
 
 from ghost_backup.rclone.command import *  # noqa: F403
+from ghost_backup.rclone.inventory import *  # noqa: F403
 from ghost_backup.rclone.listing import *  # noqa: F403
 from ghost_backup.rclone.outcome import *  # noqa: F403

@@ -151,18 +151,20 @@ def build_sync_argv(
     archive_stamp: str | None = None,
     dry_run: bool = False,
     cache_dir: Path | None = None,
+    max_delete: int | None = None,
 ) -> tuple[str, ...]:
     """Return the argv for ``rclone sync`` of the source to the destination.
 
     The source is read through the ``src:`` hasher remote of :func:`render_config`, with the
     same filters as every other listing of the source (:func:`build_source_filter_flags`).
     ``max_duration_seconds`` bounds rclone inside the credentials' lifetime (hard cutoff:
-    in-flight transfers stop too, exit 10). ``archive_stamp`` names the archive
-    folder under ``destination.archive_path`` for ``--backup-dir`` (``history.archive_folder``
-    of the run id and credential window); no ``--backup-dir`` when the history is off.
-    ``dry_run`` adds ``--dry-run`` and leaves out ``--max-delete``: nothing is changed, and the
-    operator should see every deletion the real run would attempt, not the first
-    ``max_delete`` of them. ``cache_dir``
+    in-flight transfers stop too, exit 10). ``max_delete`` is rclone's ``--max-delete``
+    backstop (the run's own pre-flight decides first; None: no limit). ``archive_stamp``
+    names the archive folder under ``destination.archive_path`` for ``--backup-dir``
+    (``history.archive_folder`` of the run id and credential window); no ``--backup-dir``
+    when the history is off. ``dry_run`` adds ``--dry-run`` and leaves out ``--max-delete``:
+    nothing is changed, and the operator should see every deletion the real run would
+    attempt. ``cache_dir``
     defaults to :func:`hash_cache_dir`.
     """
     rc = settings.rclone
@@ -177,8 +179,8 @@ def build_sync_argv(
         argv.append("--fast-list")
     if dry_run:
         argv.append("--dry-run")
-    elif rc.max_delete > 0:
-        argv += ["--max-delete", str(rc.max_delete)]
+    elif max_delete is not None:
+        argv += ["--max-delete", str(max_delete)]
     if settings.destination.archive_path and archive_stamp:
         # History (on by default): what this run overwrites or deletes is moved, server side,
         # into <archive_path>/<archive_stamp>/ (one folder per credential window, see

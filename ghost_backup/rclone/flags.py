@@ -75,7 +75,7 @@ def _refusal(name: str) -> str:
         reason = next((why for prefix, why in _DENIED_FAMILIES if name.startswith(prefix)), None)
     if reason is None:
         reason = ("it is not one of the tuning flags extra_args may carry "
-                  "(see docs/configuration.md)")
+                  "(docs/runbook.md, \"Exit 78: rclone.extra_args\")")
     return f"--{name} is refused: {reason}"
 
 

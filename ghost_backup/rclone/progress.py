@@ -210,8 +210,11 @@ def add_dry_run_event(plan: DryRunPlan, event: LogEvent, *, keep: int) -> DryRun
 
 
 def format_dry_run(plan: DryRunPlan, *, source: str, destination: str,
-                   archive: str | None, max_delete: int) -> str:
-    """Return the dry run's report: what would be copied and deleted, first paths of each."""
+                   archive: str | None, max_delete: int | None) -> str:
+    """Return the dry run's report: what would be copied and deleted, first paths of each.
+
+    ``max_delete``: the deletion limit as a count (None: a percentage, or no limit).
+    """
     lines = [f"dry run: {source} -> {destination} (nothing was changed)",
              f"would copy {plan.copies} file(s), {format_bytes(plan.copy_bytes)}"
              + (":" if plan.first_copies else "")]
@@ -227,9 +230,9 @@ def format_dry_run(plan: DryRunPlan, *, source: str, destination: str,
     if plan.replaced and archive:
         lines.append(f"would keep the previous version of {plan.replaced} overwritten file(s) "
                      f"in {archive}")
-    if 0 < max_delete < plan.deletes:
-        lines.append(f"a real run would stop after {max_delete} deletion(s) (rclone.max_delete) "
-                     "and exit 79")
+    if max_delete is not None and 0 < max_delete < plan.deletes:
+        lines.append(f"a real run would refuse more than {max_delete} deletion(s) "
+                     "(rclone.max_delete) and exit 79 before deleting anything")
     return "\n".join(lines) + "\n"
 
 

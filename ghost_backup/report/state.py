@@ -81,6 +81,12 @@ class LastRun(BaseModel):
     last_success_run_id: str | None = None
     databases: tuple[DumpRecord, ...] = ()
     invocation_id: str | None = None  # systemd's $INVOCATION_ID: the alert unit's dedupe key
+    # What the source held as rclone saw it (the shrink guard's baseline is the last
+    # successful run's figures).
+    source_files: int | None = None
+    source_bytes: int | None = None
+    last_success_source_files: int | None = None
+    last_success_source_bytes: int | None = None
 
 
 def exit_name(code: int) -> str:
@@ -106,11 +112,14 @@ def build_last_run(
     databases: tuple[DumpRecord, ...] = (),
     interrupted: bool = False,
     invocation_id: str | None = None,
+    source: tuple[int, int] | None = None,
 ) -> LastRun:
     """Given one run's facts and the previous record, return the new record.
 
     ``last_success_at`` is this run's end when it succeeded, otherwise carried over from
     ``previous``: that is what the "no successful backup for N hours" alert keys on.
+    ``source`` (files, bytes as rclone listed them) likewise becomes the shrink guard's
+    baseline only when the run succeeded.
     """
     success = exit_code == 0
     ttl = None
@@ -138,6 +147,12 @@ def build_last_run(
         last_success_run_id=run_id if success else (previous and previous.last_success_run_id),
         databases=databases,
         invocation_id=invocation_id,
+        source_files=source[0] if source else None,
+        source_bytes=source[1] if source else None,
+        last_success_source_files=(
+            source[0] if success and source else (previous and previous.last_success_source_files)),
+        last_success_source_bytes=(
+            source[1] if success and source else (previous and previous.last_success_source_bytes)),
     )
 
 

@@ -50,7 +50,8 @@ def test_dry_run_reports_copies_and_deletions_and_changes_nothing(stack: Stack) 
     assert "would delete 3 file(s)" in out
     assert "moved to r2:ghost-test/archive/<run id>" in out
     assert "  ... and 5 more" in out  # 20 copies shown, 5 counted
-    assert "a real run would stop after 2 deletion(s) (rclone.max_delete) and exit 79" in out
+    assert ("a real run would refuse more than 2 deletion(s) (rclone.max_delete) and exit 79 "
+            "before deleting anything") in out
     assert "Skipped" not in dry.stderr  # counted, not logged one line each
     assert "progress:" not in dry.stderr  # rclone's dry-run figures count skipped copies
     assert _snapshot(bucket) == before

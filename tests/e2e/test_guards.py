@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +45,21 @@ def _only_empty_dirs(stack: Stack) -> None:
         path.unlink()
 
 
+def _only_excluded_files(stack: Stack) -> None:
+    _emptied(stack)
+    (stack.source / "ghost-compose").mkdir()
+    (stack.source / "ghost-compose" / ".env.production").write_text("DB_PASSWORD=x\n")
+
+
+def _only_symlinks(stack: Stack) -> None:
+    _emptied(stack)
+    outside = stack.tmp / "outside"
+    outside.mkdir()
+    (outside / "real.txt").write_text("not in the source\n")
+    (stack.source / "link.txt").symlink_to(outside / "real.txt")
+    (stack.source / "linkdir").symlink_to(outside)
+
+
 def _not_a_mountpoint(stack: Stack) -> None:
     stack.overrides["source"] = {"require_mountpoint": True}
 
@@ -56,6 +72,9 @@ SOURCE_REFUSALS: dict[str, tuple[Callable[[Stack], None], str]] = {
     "source missing": (_missing, "does not exist"),
     "source empty": (_emptied, "holds no files"),
     "source holds only empty directories": (_only_empty_dirs, "holds no files"),
+    "source holds only excluded files": (_only_excluded_files,
+                                         "holds no files rclone would copy"),
+    "source holds only symlinks": (_only_symlinks, "holds no files rclone would copy"),
     "source not a mount point": (_not_a_mountpoint, "not a mount point"),
     "sentinel file missing": (_sentinel_missing, "sentinel file .ghost-backup-sentinel missing"),
 }
@@ -96,34 +115,116 @@ def test_sentinel_present_lets_the_sync_run(stack: Stack) -> None:
     assert len(_objects(stack.bucket_dir)) == 4
 
 
-def test_max_delete_guard_stops_a_mass_delete_with_exit_79(stack: Stack) -> None:
+def test_source_whose_only_files_sit_on_a_nested_mount_is_empty_to_rclone_and_refused(
+    stack: Stack,
+) -> None:
+    make_tree(stack.source, 5)
+    first = stack.run("run")
+    assert first.returncode == 0, first.stderr
+    backed_up = _objects(stack.bucket_dir)
+    _emptied(stack)
+    mount = stack.source / "mnt" / "sub"
+    mount.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mount)], check=True)
+    try:
+        (mount / "inmount.txt").write_text("on another filesystem\n")
+        done = stack.run("run")
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+    assert done.returncode == ExitCode.SOURCE_REFUSED, done.stderr
+    assert "holds no files rclone would copy" in done.stderr
+    assert _objects(stack.bucket_dir) == backed_up
+    assert len(stack.proxy.state.requests) == 1
+
+
+def test_a_shrunken_source_is_refused_until_allow_shrink_and_says_before_and_after(
+    stack: Stack,
+) -> None:
     files = make_tree(stack.source, 30)
     first = stack.run("run")
     assert first.returncode == 0, first.stderr
     for path in files[:20]:
         path.unlink()
-    stack.overrides["rclone"] = {"max_delete": 5}
+
+    refused = stack.run("run")
+
+    assert refused.returncode == ExitCode.SOURCE_REFUSED, refused.stderr
+    [error] = error_lines(refused.stderr)
+    assert "shrink guard: the source holds 10 files" in error
+    assert "of the 30 files" in error
+    assert "last successful run" in error
+    assert len(_objects(stack.bucket_dir)) == 30
+    assert len(stack.proxy.state.requests) == 1  # refused before any key was asked for
+
+    allowed = stack.run("run", "--allow-shrink")
+
+    assert allowed.returncode == 0, allowed.stderr
+    warnings = [line for line in allowed.stderr.splitlines() if line.startswith("<4>")]
+    assert any("--allow-shrink: the source holds 10 files" in w for w in warnings), warnings
+    assert any("--allow-shrink: the sync would delete 20 of the 30 objects" in w
+               for w in warnings), warnings
+    assert len(_objects(stack.bucket_dir)) == 10
+    _assert_no_canaries(stack, first.stderr, refused.stderr, allowed.stderr)
+
+
+def test_shrink_guard_without_a_state_file_compares_with_the_backup(stack: Stack) -> None:
+    files = make_tree(stack.source, 30)
+    first = stack.run("run")
+    assert first.returncode == 0, first.stderr
+    shutil.rmtree(stack.tmp / "state")  # a reinstall, a new machine
+    for path in files[:20]:
+        path.unlink()
+
+    done = stack.run("run")
+
+    assert done.returncode == ExitCode.SOURCE_REFUSED, done.stderr
+    [error] = error_lines(done.stderr)
+    assert "shrink guard: the source holds 10 files" in error
+    assert "of the backup" in error
+    assert len(_objects(stack.bucket_dir)) == 30
+
+
+def test_deletion_guard_as_a_percentage_refuses_before_deleting_anything_with_79(
+    stack: Stack,
+) -> None:
+    files = make_tree(stack.source, 30)
+    first = stack.run("run")
+    assert first.returncode == 0, first.stderr
+    for path in files[:5]:  # 25 of 30 left: no shrink, but 5 deletions > 10% of 30
+        path.unlink()
+    shutil.rmtree(stack.tmp / "state")  # the percentage needs no state file
 
     done = stack.run("run")
 
     assert done.returncode == ExitCode.DELETE_GUARD, done.stderr
-    # With the history on, a deletion is a server-side move into the run's archive folder:
-    # rclone moves at most max_delete objects, then stops (measured: 5 copied into the
-    # archive, and the cancelled sync may leave their originals in the mirror too).
-    mirror = _objects(stack.bucket_dir)
-    assert 25 <= len(mirror) <= 30
-    [archived] = [p for p in stack.history_dir.iterdir() if p.is_dir()]
-    assert 0 < len(_objects(archived)) <= 5
-    assert {str(f.relative_to(stack.source)) for f in files} <= {*mirror, *_objects(archived)}
+    [error] = error_lines(done.stderr)
+    assert "would delete 5 of the 30 objects in the backup; rclone.max_delete = '10%' " \
+        "allows 3" in error
+    assert "rclone started" not in done.stderr
+    assert len(_objects(stack.bucket_dir)) == 30  # nothing deleted
+    _assert_alerted(stack, ExitCode.DELETE_GUARD, "deletion guard")
+    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    _assert_no_canaries(stack, first.stderr, done.stderr)
+
+
+def test_rclone_backstop_stops_overwrites_past_the_limit_with_history_on(stack: Stack) -> None:
+    # With --backup-dir rclone counts each overwrite as a delete. Same-size edits are
+    # invisible to the size listing, so only the backstop (deletes + resized + limit) sees them.
+    files = make_tree(stack.source, 12)
+    stack.overrides["destination"] = {"path": "current", "archive_path": "archive"}
+    stack.overrides["rclone"] = {"max_delete": 2}
+    first = stack.run("run")
+    assert first.returncode == 0, first.stderr
+    for path in files[:8]:
+        path.write_bytes(bytes(b ^ 0xFF for b in path.read_bytes()))
+
+    done = stack.run("run")
+
+    assert done.returncode == ExitCode.DELETE_GUARD, done.stderr
     ours = [line for line in error_lines(done.stderr) if "rclone:" not in line]
     assert len(ours) == 1, done.stderr
     assert "deletion guard tripped" in ours[0]
-    # rclone logs one error per refused deletion; we relay the first and count the rest.
-    assert done.stderr.count("--max-delete threshold reached") == 1
-    assert re.search(r"rclone refused \d+ more deletions past --max-delete", done.stderr)
-    _assert_alerted(stack, ExitCode.DELETE_GUARD, "deletion guard tripped")
-    assert [p.name for p in stack.runtime_dir.iterdir()] == []
-    _assert_no_canaries(stack, first.stderr, done.stderr)
 
 
 def test_archive_path_keeps_deleted_and_overwritten_objects_under_a_dated_prefix(

@@ -63,10 +63,11 @@ def test_wrong_keys_from_the_proxy_fail_the_run_clearly(filled_stack: Stack) -> 
     stack.proxy.state.mode = "wrong-keys"
     stack.overrides["rclone"] = {"extra_args": ["--retries", "1", "--low-level-retries", "1"]}
     result = stack.run("run")
-    assert result.returncode == 1, result.stderr
+    # The deletion pre-flight lists the backup before the sync: the refusal shows there.
+    assert result.returncode == 65, result.stderr
     assert "backup run" in result.stderr
-    assert "failed: rclone" in result.stderr
-    assert "SignatureDoesNotMatch" in result.stderr or "403" in result.stderr
+    assert "failed: cannot list the backup: the bucket refused the credentials" in result.stderr
+    assert "rclone started" not in result.stderr
     assert list(stack.bucket_root.iterdir()) == []
     assert [p.name for p in stack.runtime_dir.iterdir()] == []
     _assert_clean(stack, result.stderr)

@@ -196,10 +196,11 @@ def test_run_fetches_once_then_syncs_with_keys_and_stops_before_cleanup(world) -
     proxy, recorder = FakeProxy(events=events), Recorder(world["runtime"], events)
     report = run_backup(_settings(world, _rclone(world["tools"])), _deps(proxy, recorder))
     assert report.exit_code == ExitCode.OK
+    # The source is listed before any key exists; the backup with the keys before the sync;
     # after the sync, with the same keys: list the mirror, upload the manifest, list the
     # history to prune it (nothing old here)
-    assert _calls(world["tools"]) == ["version nokeys", "sync keys", "lsf keys", "copy keys",
-                                      "lsf keys"]
+    assert _calls(world["tools"]) == ["version nokeys", "lsf nokeys", "lsf keys", "sync keys",
+                                      "lsf keys", "copy keys", "lsf keys"]
     steps = [e.split(" dirs=")[0].split(" ")[0] for e in events
              if not e.startswith("STATUS=")]
     assert steps == ["alert-start", "fetch", "READY=1", "STOPPING=1", "alert-finish"]
@@ -238,7 +239,7 @@ def test_failed_fetch_never_starts_rclone_sync_and_alerts(world, status, code) -
     report = run_backup(_settings(world, _rclone(world["tools"])),
                         _deps(proxy, Recorder(world["runtime"], events)))
     assert report.exit_code == code
-    assert _calls(world["tools"]) == ["version nokeys"]
+    assert _calls(world["tools"]) == ["version nokeys", "lsf nokeys"]
     assert not any(e.startswith("READY=1") for e in events)
     assert events[-1] == f"alert-finish failure {int(code)}"
     _no_leftovers(world)
@@ -250,7 +251,7 @@ def test_expired_keys_are_refused_before_anything_is_written(world) -> None:  # 
     report = run_backup(_settings(world, _rclone(world["tools"])),
                         _deps(proxy, Recorder(world["runtime"], events)))
     assert report.exit_code == ExitCode.CREDENTIALS_INVALID
-    assert _calls(world["tools"]) == ["version nokeys"]
+    assert _calls(world["tools"]) == ["version nokeys", "lsf nokeys"]
     _no_leftovers(world)
 
 
@@ -334,7 +335,8 @@ def test_run_cut_off_by_each_window_continues_with_fresh_keys_up_to_max_windows(
     assert events.count("fetch") == 3
     run_id = report.run_id
     assert proxy.request_ids == [run_id, f"{run_id}.w2", f"{run_id}.w3"]
-    assert _calls(world["tools"]) == ["version nokeys"] + ["sync keys"] * 3
+    assert _calls(world["tools"]) == [
+        "version nokeys", "lsf nokeys", "lsf keys", "sync keys", "sync keys", "sync keys"]
     assert report.stats is not None
     assert report.stats.transfers == 3
     _no_leftovers(world)

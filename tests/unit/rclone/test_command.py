@@ -36,7 +36,8 @@ def _argv(**kwargs: object) -> tuple[str, ...]:
     return build_sync_argv(SETTINGS, config_path=Path("/run/ghost/run-x/rclone.conf"),
                            work_dir=Path("/run/ghost/run-x"),
                            max_duration_seconds=kwargs.get("max_duration", 3000),  # type: ignore[arg-type]
-                           archive_stamp="20261126T020000Z-abc")
+                           archive_stamp="20261126T020000Z-abc",
+                           max_delete=kwargs.get("max_delete", 1000))  # type: ignore[arg-type]
 
 
 def test_config_holds_only_non_secret_settings() -> None:
@@ -110,6 +111,10 @@ def test_no_key_in_argv() -> None:
 
 def test_max_duration_omitted_when_unbounded() -> None:
     assert "--max-duration" not in _argv(max_duration=None)
+
+
+def test_max_delete_backstop_omitted_when_the_guard_is_off() -> None:
+    assert "--max-delete" not in _argv(max_delete=None)
 
 
 def test_child_env_from_allowlist_with_keys_only_for_the_remote() -> None:

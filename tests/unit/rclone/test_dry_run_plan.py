@@ -69,7 +69,8 @@ def test_report_names_counts_paths_archive_and_the_max_delete_guard() -> None:
         "would copy 3 file(s), 300 B:", "  f0", "  f1", "  ... and 1 more",
         "would delete 3 file(s), 300 B (moved to r2:b/archive/<run id>, not destroyed):",
         "  d0", "  d1", "  ... and 1 more",
-        "a real run would stop after 2 deletion(s) (rclone.max_delete) and exit 79",
+        "a real run would refuse more than 2 deletion(s) (rclone.max_delete) and exit 79 "
+        "before deleting anything",
     ]
 
 

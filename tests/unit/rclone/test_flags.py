@@ -78,3 +78,13 @@ def test_a_stray_value_is_never_quoted_in_the_refusal() -> None:
     refused = find_refused_flag(("AKIAEXAMPLEKEYVALUE",))
     assert refused is not None
     assert "AKIA" not in refused
+
+
+def test_the_runbook_lists_every_allowed_flag() -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    from ghost_backup.rclone.flags import ALLOWED_FLAGS  # noqa: PLC0415
+
+    runbook = (Path(__file__).resolve().parents[3] / "docs" / "runbook.md").read_text()
+    section = runbook.split("## Exit 78: `rclone.extra_args", 1)[1].split("\n## ", 1)[0]
+    assert [f for f in ALLOWED_FLAGS if f"`--{f}`" not in section] == []
