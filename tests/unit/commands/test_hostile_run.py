@@ -45,7 +45,8 @@ def test_a_bug_after_the_window_opened_still_records_alerts_shreds_and_exits_70(
 ) -> None:
     seen_dirs: list[int] = []
 
-    def buggy_sync(_settings: object, _deps: object, window: run_command.Window) -> None:
+    def buggy_sync(_settings: object, _deps: object, window: run_command.Window,
+                   *_window_and_backstop: object) -> None:
         seen_dirs.append(len(list(window.run_dir.parent.glob("run-*"))))
         raise RuntimeError(f"bug quoting {CANARY_SECRET}")
 
