@@ -83,10 +83,12 @@ EXIT_CODES: dict[ExitCode, ExitInfo] = {
         retry=False,
     ),
     ExitCode.SOURCE_REFUSED: ExitInfo(
-        meaning=('source refused (missing, not mounted, empty, sentinel missing)'),
-        detail=('the source is missing, not a mount point, empty, or lacks its sentinel file; '
-                'nothing was synced or deleted'),
-        action=('check that the data disk is mounted (`findmnt /var/mnt/storage`)'),
+        meaning=('source refused (missing, not mounted, empty, shrunk, sentinel missing)'),
+        detail=('the source is missing, not a mount point, empty as rclone sees it, shrunk '
+                'below `source.min_fraction_of_last` of the last successful run, or lacks its '
+                'sentinel file; nothing was synced or deleted'),
+        action=('check that the data disk is mounted (`findmnt /var/mnt/storage`); a real '
+                'shrink: `ghost-backup run --allow-shrink` once'),
         retry=False,
     ),
     ExitCode.PROXY_UNAVAILABLE: ExitInfo(
@@ -113,12 +115,13 @@ EXIT_CODES: dict[ExitCode, ExitInfo] = {
         retry=False,
     ),
     ExitCode.TEMPORARY: ExitInfo(
-        meaning=('temporary: another run holds the lock, or the run was cut off before the keys '
-                 'expire'),
-        detail=('another run holds the lock (its unit or pid is named), or rclone was cut off '
-                'before the credentials expired (not every file was copied)'),
-        action=('nothing if it recurs once; if every night is cut off, ask for a longer credential'
-                ' lifetime or speed the sync up'),
+        meaning=('temporary: another run holds the lock, or the sync did not finish within '
+                 '`credentials.max_windows` credential windows'),
+        detail=('another run holds the lock (its unit or pid is named), or the sync was still '
+                'unfinished when its last credential window ended, or a whole window copied '
+                'nothing (the message says how far it got)'),
+        action=('nothing if it recurs once (the next run continues); if it recurs, ask for a '
+                'longer credential lifetime or raise `credentials.max_windows`'),
         retry=True,
     ),
     ExitCode.PROXY_DENIED: ExitInfo(
@@ -135,10 +138,11 @@ EXIT_CODES: dict[ExitCode, ExitInfo] = {
     ),
     ExitCode.DELETE_GUARD: ExitInfo(
         meaning=('deletion guard tripped (`rclone.max_delete`)'),
-        detail=('rclone stopped because the sync would delete more than `rclone.max_delete` '
-                'objects'),
-        action=('check the source really lost those files; if intended, raise `rclone.max_delete` '
-                'for one run'),
+        detail=('the sync would delete more than `rclone.max_delete` objects (a count or a '
+                'percentage of the backup): refused before the sync, or stopped by rclone\'s '
+                '`--max-delete` backstop'),
+        action=('check the source really lost those files; if intended, '
+                '`ghost-backup run --allow-shrink` once'),
         retry=False,
     ),
     ExitCode.AUDIT_INCOMPLETE: ExitInfo(
