@@ -18,7 +18,7 @@ import pytest
 
 from ghost_backup.errors import ExitCode
 from ghost_backup.host import runtime
-from tests.helpers import Stack, error_lines, find_canaries, make_tree
+from tests.helpers import RCLONE, Stack, error_lines, find_canaries, make_tree
 
 
 def _assert_clean(stack: Stack, *texts: str) -> None:
@@ -167,17 +167,20 @@ while True:
 """
 
 
-# The run asks `rclone version` before it fetches keys; every fake answers that much.
-PRELUDE = """import sys
+# The run asks `rclone version` before it fetches keys; every fake answers that much, and
+# hands the guards' listings (`rclone lsf` of the source and of the backup) to the real one.
+PRELUDE = """import os, sys
 if sys.argv[1:2] == ["version"]:
     print("rclone v1.75.2")
     sys.exit(0)
+if sys.argv[1:2] == ["lsf"]:
+    os.execv(REAL, [REAL, *sys.argv[1:]])
 """
 
 
 def _fake_rclone(tmp_path: Path, name: str, body: str) -> Path:
     path = tmp_path / f"{name}.py"
-    path.write_text(f"#!{sys.executable}\n{PRELUDE}{body}")
+    path.write_text(f"#!{sys.executable}\nREAL = {RCLONE!r}\n{PRELUDE}{body}")
     path.chmod(0o755)
     return path
 
