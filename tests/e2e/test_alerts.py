@@ -44,12 +44,15 @@ def test_failure_ping_body_holds_the_error_and_the_last_log_lines(stack: Stack) 
     # and its tail no longer reaches back to "rclone started".
     stack.overrides["rclone"] = {"extra_args": ["--retries", "1"]}
     done = stack.run("run")
-    assert done.returncode == ExitCode.RCLONE_FAILED, done.stderr
+    # The deletion pre-flight lists the backup first: R2's refusal shows there, as 65.
+    assert done.returncode == ExitCode.CREDENTIALS_INVALID, done.stderr
     fail = stack.alerts.pings()[-1]
-    assert (fail.status, fail.kind, fail.exit_status) == (200, "exit", ExitCode.RCLONE_FAILED)
-    assert fail.body.splitlines()[0] == "rclone failed (uncategorised error) (exit 1)"
-    assert "rclone started" in fail.body
-    assert "SignatureDoesNotMatch" in fail.body or "403" in fail.body
+    assert (fail.status, fail.kind, fail.exit_status) == (
+        200, "exit", ExitCode.CREDENTIALS_INVALID)
+    assert fail.body.splitlines()[0] == (
+        "cannot list the backup: the bucket refused the credentials (HTTP 401/403): the proxy "
+        "handed out keys R2 does not accept for this bucket")
+    assert "credentials received" in fail.body
     _assert_no_canaries(stack, done.stderr)
 
 

@@ -19,7 +19,8 @@ def _objects(root: Path) -> list[str]:
 
 
 def _rclone_pids(marker: str) -> list[int]:
-    """Return the pids of live rclone processes whose argv names ``marker`` (our source)."""
+    """Return the pids of live rclone processes whose argv mentions ``marker`` (our runtime
+    dir: every rclone that holds keys reads its config there)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -30,7 +31,8 @@ def _rclone_pids(marker: str) -> list[int]:
                          if line.startswith("State:"))
         except (OSError, StopIteration):
             continue
-        if argv and argv[0].decode() == RCLONE and marker.encode() in argv and "Z" not in state:
+        if (argv and argv[0].decode() == RCLONE and any(marker.encode() in a for a in argv)
+                and "Z" not in state):
             pids.append(int(proc.name))
     return pids
 
@@ -58,7 +60,7 @@ def test_no_rclone_is_alive_when_its_45_second_keys_expire(stack: Stack) -> None
         expires_at: datetime | None = None
         while True:
             now = datetime.now(UTC)
-            seen += [(now, pid) for pid in _rclone_pids(str(stack.source))]
+            seen += [(now, pid) for pid in _rclone_pids(str(stack.runtime_dir))]
             if expires_at is None:
                 match = re.search(r"expires_at=(\S+)", journal.read_text())
                 expires_at = datetime.fromisoformat(match.group(1)) if match else None
