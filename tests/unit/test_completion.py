@@ -38,7 +38,8 @@ def test_script_is_valid_bash_and_registers_itself(tmp_path: Path) -> None:
     (("config", ""), ["--config", "--help", "--verbose", "-h", "-v", "example", "validate"]),
     (("config", "validate", "--j"), ["--json"]),
     (("--config", "x.toml", "run", "--d"), ["--dry-run"]),
-    (("run", "--config", "x.toml", "--"), ["--config", "--dry-run", "--help", "--verbose"]),
+    (("run", "--config", "x.toml", "--"), ["--allow-shrink", "--config", "--dry-run", "--help",
+                                            "--verbose"]),
     (("completion", "b"), ["bash"]),
     (("verify", "--sample", ""), []),  # a number: nothing to offer
 ])

@@ -114,7 +114,10 @@ if sys.argv[1] == "version":
     print("rclone v1.75.2")
     sys.exit(0)
 if sys.argv[1] == "lsf":
-    if "psh" in sys.argv:  # the mirror as a manifest (path, size, md5)
+    guards = "psh" not in sys.argv and not any(a.endswith("/history") for a in sys.argv)
+    if "--separator" in sys.argv and guards:  # the guards' listings (source, mirror)
+        print("a.txt\t3")
+    elif "psh" in sys.argv:  # the mirror as a manifest (path, size, md5)
         print("a.txt\t3\t900150983cd24fb0d6963f7d28e17f72")
     elif "ps" not in sys.argv:  # the history listing is empty
         print("a.txt")
