@@ -207,13 +207,14 @@ def judge_deletes(plan: DeletePlan, limit: int | None, setting: int | str) -> st
             f"rclone.max_delete = {setting!r} allows {limit}")
 
 
-def build_backstop(plan: DeletePlan, limit: int | None) -> int | None:
-    """Return rclone's ``--max-delete``: the planned deletions plus room for overwrites.
+def build_backstop(plan: DeletePlan, limit: int | None, *, history: bool) -> int | None:
+    """Return rclone's ``--max-delete``: the planned deletions plus ``limit`` more.
 
-    rclone counts overwrites as deletes once history (``--backup-dir``) is on, so the
-    backstop leaves room for every size change and ``limit`` more (same-size edits, files
-    deleted after the listing). None: no limit.
+    With the history on (``--backup-dir``) rclone counts every overwrite as a delete too,
+    and same-size edits are invisible to a size listing, so the backstop then leaves room
+    for every object the backup holds (nothing is destroyed either way: it is moved into
+    the history). None: no limit.
     """
     if limit is None:
         return None
-    return plan.deletes + plan.resized + limit
+    return (plan.held if history else plan.deletes) + limit

@@ -552,7 +552,10 @@ def _preflight(settings: Settings, deps: Deps, window: Window, listing: rclone.I
                 f"deletion guard: {why}; nothing was deleted. If the source really lost "
                 "them, run `ghost-backup run --allow-shrink` once")
         log.warning("--allow-shrink: %s; deleting them for this run", why)
-    return build_backstop(plan, limit)
+        # The operator allowed this run's deletions: with the history on, rclone would count
+        # every overwrite as one more, and no backstop slack fits a deliberate mass change.
+        return None
+    return build_backstop(plan, limit, history=bool(settings.destination.archive_path))
 
 
 def _run(

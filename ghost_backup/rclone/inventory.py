@@ -57,8 +57,13 @@ def build_inventory_argv(
             "--separator", SEPARATOR, location,
             "--config", str(config_path) if config_path is not None else "/dev/null",
             "--log-level", "NOTICE", *build_source_filter_flags(settings)]
-    if remote and rc.fast_list:
-        argv.append("--fast-list")
+    if remote:
+        # The backup's prefix is never an object: without this rclone HEADs it first, and
+        # when R2 refuses the keys it takes the 403 for a file and fails with "can't limit
+        # to single files when using filters" instead of the refusal.
+        argv.append("--s3-no-head-object")
+        if rc.fast_list:
+            argv.append("--fast-list")
     return tuple(argv)
 
 

@@ -208,25 +208,6 @@ def test_deletion_guard_as_a_percentage_refuses_before_deleting_anything_with_79
     _assert_no_canaries(stack, first.stderr, done.stderr)
 
 
-def test_rclone_backstop_stops_overwrites_past_the_limit_with_history_on(stack: Stack) -> None:
-    # With --backup-dir rclone counts each overwrite as a delete. Same-size edits are
-    # invisible to the size listing, so only the backstop (deletes + resized + limit) sees them.
-    files = make_tree(stack.source, 12)
-    stack.overrides["destination"] = {"path": "current", "archive_path": "archive"}
-    stack.overrides["rclone"] = {"max_delete": 2}
-    first = stack.run("run")
-    assert first.returncode == 0, first.stderr
-    for path in files[:8]:
-        path.write_bytes(bytes(b ^ 0xFF for b in path.read_bytes()))
-
-    done = stack.run("run")
-
-    assert done.returncode == ExitCode.DELETE_GUARD, done.stderr
-    ours = [line for line in error_lines(done.stderr) if "rclone:" not in line]
-    assert len(ours) == 1, done.stderr
-    assert "deletion guard tripped" in ours[0]
-
-
 def test_archive_path_keeps_deleted_and_overwritten_objects_under_a_dated_prefix(
     stack: Stack,
 ) -> None:

@@ -168,12 +168,13 @@ while True:
 
 
 # The run asks `rclone version` before it fetches keys; every fake answers that much, and
-# hands the guards' listings (`rclone lsf` of the source and of the backup) to the real one.
+# hands the guards' listings (`rclone lsf` of the source and of the backup, which carry the
+# sync's filters) to the real one.
 PRELUDE = """import os, sys
 if sys.argv[1:2] == ["version"]:
     print("rclone v1.75.2")
     sys.exit(0)
-if sys.argv[1:2] == ["lsf"]:
+if sys.argv[1:2] == ["lsf"] and "--one-file-system" in sys.argv:
     os.execv(REAL, [REAL, *sys.argv[1:]])
 """
 
