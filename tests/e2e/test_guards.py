@@ -204,7 +204,7 @@ def test_deletion_guard_as_a_percentage_refuses_before_deleting_anything_with_79
     assert "rclone started" not in done.stderr
     assert len(_objects(stack.bucket_dir)) == 30  # nothing deleted
     _assert_alerted(stack, ExitCode.DELETE_GUARD, "deletion guard")
-    assert [p.name for p in stack.runtime_dir.iterdir()] == ["lock"]
+    assert [p.name for p in stack.runtime_dir.iterdir()] == []
     _assert_no_canaries(stack, first.stderr, done.stderr)
 
 
