@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 from pathlib import Path
 
@@ -21,11 +20,10 @@ import pytest
 
 from ghost_backup.errors import ExitCode
 from tests.e2e.test_lock_and_deaths import (
-    IGNORES_SIGTERM,
     _alive,
     _assert_clean,
     _fake_rclone,
-    _read_until,
+    _signal_a_run_whose_rclone_ignores_sigterm,
     _wait_until,
 )
 from tests.helpers import Stack, make_tree
@@ -43,17 +41,7 @@ time.sleep(600)
 def test_other_fatal_signals_stop_the_run_like_sigterm(
     stack: Stack, tmp_path: Path, signum: signal.Signals,
 ) -> None:
-    make_tree(stack.source, 3)
-    fake = _fake_rclone(tmp_path, "ignores-sigterm", IGNORES_SIGTERM)
-    stack.overrides["rclone"] = {"binary": str(fake), "term_timeout_seconds": 1}
-    proc = stack.popen("run")
-    text = _read_until(proc, "rclone started")
-    child = int(re.search(r"rclone started \(pid (\d+)\)", text).group(1))  # type: ignore[union-attr]
-    _wait_until((tmp_path / "ignores-sigterm.ready").exists, 10, "the fake to start")
-
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
-    text += err
+    proc, text, out, child = _signal_a_run_whose_rclone_ignores_sigterm(stack, tmp_path, signum)
 
     assert proc.returncode == ExitCode.TERMINATED, text
     assert f"stopping rclone (pid {child}) after {signal.Signals(signum).name}" in text

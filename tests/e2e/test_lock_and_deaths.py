@@ -121,17 +121,7 @@ def test_sigkilled_supervisor_takes_rclone_along_and_next_run_wipes_its_run_dir(
 def test_stop_signal_is_forwarded_to_rclone_then_sigkill_after_the_bound_and_exit_143(
     stack: Stack, tmp_path: Path, signum: signal.Signals
 ) -> None:
-    make_tree(stack.source, 3)
-    fake = _fake_rclone(tmp_path, "ignores-sigterm", IGNORES_SIGTERM)
-    stack.overrides["rclone"] = {"binary": str(fake), "term_timeout_seconds": 1}
-    proc = stack.popen("run")
-    text = _read_until(proc, "rclone started")
-    child = int(re.search(r"rclone started \(pid (\d+)\)", text).group(1))  # type: ignore[union-attr]
-    _wait_until((tmp_path / "ignores-sigterm.ready").exists, 10, "the fake to start")
-
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
-    text += err
+    proc, text, out, child = _signal_a_run_whose_rclone_ignores_sigterm(stack, tmp_path, signum)
 
     assert proc.returncode == ExitCode.TERMINATED, text
     assert "did not exit within 1s of SIGTERM; killing it" in text
@@ -195,6 +185,25 @@ DEATHS = {
     "rclone hangs with no output": (HANGS_SILENTLY, "rclone stalled: no progress for 3s"),
     "rclone hangs and ignores SIGTERM": (IGNORES_SIGTERM, "rclone stalled: no progress for 3s"),
 }
+
+
+def _signal_a_run_whose_rclone_ignores_sigterm(
+    stack: Stack, tmp_path: Path, signum: signal.Signals
+) -> tuple[subprocess.Popen[str], str, str, int]:
+    """Start a run whose rclone ignores SIGTERM, send ``signum`` once it runs, wait for the end.
+
+    Return the finished run, its stderr, its stdout and the fake rclone's pid.
+    """
+    make_tree(stack.source, 3)
+    fake = _fake_rclone(tmp_path, "ignores-sigterm", IGNORES_SIGTERM)
+    stack.overrides["rclone"] = {"binary": str(fake), "term_timeout_seconds": 1}
+    proc = stack.popen("run")
+    text = _read_until(proc, "rclone started")
+    child = int(re.search(r"rclone started \(pid (\d+)\)", text).group(1))  # type: ignore[union-attr]
+    _wait_until((tmp_path / "ignores-sigterm.ready").exists, 10, "the fake to start")
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    return proc, text + err, out, child
 
 
 @pytest.mark.parametrize(("script", "says"), DEATHS.values(), ids=DEATHS.keys())
