@@ -1,4 +1,5 @@
-"""Fixtures: real rclone, a real loopback S3 endpoint, the dev credential proxy, tmpfs."""
+"""Fixtures: real rclone, a real loopback S3 endpoint, the dev credential proxy, tmpfs, and the
+sysext images (built once per session, for tests/sysext/ and the removal test of tests/system/)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.receiver import AlertReceiver
 from tests.support.devproxy import DevProxy, ProxyState
 from tests.support.devstack import canary_keys, start_s3_server
 from tests.support.mariadb import ThrowawayMariaDB, install_template
+from tests.sysext.image import SysextBuild, build_skip_reason, run_build
 
 
 @pytest.fixture
@@ -89,3 +91,26 @@ def mariadb(mariadb_template: Path) -> Iterator[Callable[[], ThrowawayMariaDB]]:
     finally:
         for server in servers:
             server.stop()
+
+
+_SYSEXT_BUILDS: list[SysextBuild] = []
+
+
+@pytest.fixture(scope="session")
+def sysext(tmp_path_factory: pytest.TempPathFactory) -> SysextBuild:
+    """Both images built by packaging/sysext/build.sh into a fresh directory, and unpacked."""
+    reason = build_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("sysext")
+    build = run_build(work / "dist", work / "build")
+    _SYSEXT_BUILDS.append(build)
+    return build
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Report the build time and image sizes (the figures docs/install-flatcar.md quotes)."""
+    for build in _SYSEXT_BUILDS:
+        sizes = ", ".join(f"{image.name} {image.stat().st_size / 1e6:.1f} MB"
+                          for image in (build.app_image, build.rclone_image))
+        terminalreporter.write_line(f"sysext: built in {build.seconds:.1f}s: {sizes}")
