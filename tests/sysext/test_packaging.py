@@ -7,11 +7,14 @@ from __future__ import annotations
 import configparser
 import re
 import tomllib
+from fnmatch import fnmatch
+from pathlib import PurePosixPath
 
 import pytest
 
 from ghost_backup.settings import parse_settings
 from tests.sysext.image import REPO
+from tests.system.removal import markdown_code_blocks
 
 SYSEXT = REPO / "packaging" / "sysext"
 BUTANE = (SYSEXT / "ghost-backup.bu").read_text()
@@ -117,3 +120,39 @@ def test_butane_config_is_valid_and_the_units_need_no_enable() -> None:
     assert settings.rclone.binary == "/usr/bin/rclone"
     assert settings.credentials.source == "cloudflare-temp"
     assert "name: ghost-backup.timer" not in BUTANE  # armed by the image's Upholds= drop-in
+
+
+def uncovered_by_removal(paths: list[str], units: list[str], doc: str) -> list[str]:
+    """Return the paths and enabled units the Removal section of ``doc`` neither removes (an
+    ``rm`` of the path, a directory above it or a glob matching either) nor names as the
+    reader's to keep (in its prose)."""
+    section = doc.split("\n## Removal\n", 1)[1].split("\n## ", 1)[0]
+    [block] = markdown_code_blocks(doc, "Removal")
+    removed = [word for line in block.replace("\\\n", " ").splitlines()
+               if line.lstrip().startswith("rm ") for word in line.split()
+               if word.startswith("/")]
+    prose = [word.rstrip(";,.") for span in re.findall(r"`([^`]+)`", section)
+             for word in span.split()]
+
+    def covered(path: str) -> bool:
+        candidates = [str(parent) for parent in PurePosixPath(path).parents][:-1]
+        return any(fnmatch(candidate, pattern.rstrip("/"))
+                   for candidate in [path, *candidates] for pattern in removed) or any(
+            path == word.rstrip("/") or path.startswith(word.rstrip("/") + "/")
+            for word in prose)
+
+    return [p for p in paths if not covered(p)] + [u for u in units if u not in prose]
+
+
+def test_removal_takes_or_names_everything_the_butane_example_provisions() -> None:
+    # The Butane install cannot run here (no butane, no Ignition); its files can be checked:
+    # what tests/system/test_removal.py does for the install by hand.
+    doc = (REPO / "docs" / "install-flatcar.md").read_text()
+    paths = re.findall(r"- path: (\S+)", BUTANE)
+    units = re.findall(r"- name: (\S+)\n\s+enabled: true", BUTANE)
+    assert len(paths) >= 8
+    assert units
+    assert uncovered_by_removal(paths, units, doc) == []
+    # The control: a file and a unit it does not mention are reported.
+    assert uncovered_by_removal(["/etc/other/file", "/etc/ghost-backup/x"], ["other.timer"],
+                                doc) == ["/etc/other/file", "other.timer"]

@@ -120,7 +120,7 @@ cp "$ex/ghost-backup.timer.d/10-schedule.conf.example" \
   /etc/systemd/system/ghost-backup.timer.d/10-schedule.conf
 cp "$ex/ghost-backup.service.d/20-longer-window.conf.example" \
   /etc/systemd/system/ghost-backup.service.d/20-longer-window.conf
-# restore.md's full restore ends with `systemctl enable --now ghost-backup.timer`.
+# An enable, which older docs asked for (the image's drop-in makes it unnecessary).
 systemctl enable ghost-backup.timer
 systemctl daemon-reload
 # One real backup: its state, metrics and the timer's stamp are files the removal must take.
