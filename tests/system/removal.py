@@ -8,12 +8,18 @@ empty at every boot), one machine id, a Flatcar os-release over /etc/os-release 
 ``systemd-sysext.service`` enabled, as Flatcar has it. Three boots:
 
 1. the doc's "Install by hand" block, run as written (see :func:`build_install_script` for
-   the three words the test replaces), then its "Check it" block; what an older release put
-   in /etc and the drop-ins an operator copies from the examples; one real backup, so the
-   state, metrics and timer stamp exist;
-2. after the reboot the install must still be there (merged at boot); then the doc's Removal
-   block, as written;
+   what the test replaces: the release URL and the versions in the image names; the
+   operator's ``$EDITOR`` writes the test's config), then its "Check it" block; what an
+   older release put in /etc, two drop-ins an operator copies from the examples, a
+   ``systemctl enable``; one real backup, so the state, metrics and timer stamp exist;
+2. after the reboot the install must still be there (merged at boot); the operator turns the
+   timer off (``systemctl mask --now``, as the doc says), then runs the doc's Removal block
+   as written;
 3. after the reboot: what is left.
+
+systemd 252 (Debian 12) does not reload itself after a merge (255+ does): each boot's probe
+runs ``systemctl daemon-reload`` first, and once after the install block, which the doc's
+"systemd before 255" paragraph asks for.
 
 The images are the real ``.raw`` files, downloaded by the doc's ``curl`` lines from a loopback
 HTTP server holding the build's directory (the images and ``SHA256SUMS``, as a release does),
