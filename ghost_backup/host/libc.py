@@ -4,7 +4,6 @@ statfs(2) (is this directory really tmpfs?) and prctl(2) (SIGKILL the child when
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from pathlib import Path
 
@@ -12,7 +11,10 @@ TMPFS_MAGIC = 0x01021994
 RAMFS_MAGIC = 0x858458F6
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
-libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+# glibc's soname, as on every host we run on (Flatcar and Debian; the sysext's PyInstaller
+# bundle ships no libc and loads the host's). ctypes.util.find_library("c") would fork
+# `ldconfig -p` and parse its output on every start: about 15 ms of each run (docs/performance.md).
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
 class _StatFs(ctypes.Structure):
