@@ -343,53 +343,161 @@ def compare(bench: Bench, name: str, title: str, source: Path, files: int, *, re
 
 # --- start-up cost -------------------------------------------------------------------------
 
+REPO = Path(__file__).resolve().parents[1]
+# The console script's own body (pip's entry-point wrapper), with PYTHONPATH choosing the
+# tree: the code under test and a checkout of older code start exactly alike.
+LAUNCHER = "import sys; from ghost_backup.cli import entry_point; sys.exit(entry_point())"
+# rclone behind a timing wrapper: each call appends "<command> <start> <end>" (bash's
+# $EPOCHREALTIME), so the source listing's wall time can be taken off the supervisor's.
+# bash's own start (about 2 ms here) is on the supervisor's side of the line.
+TIMED_RCLONE = """#!/bin/bash
+start=$EPOCHREALTIME
+{rclone} "$@"
+rc=$?
+echo "$1 $start $EPOCHREALTIME" >> {log}
+exit $rc
+"""
+
+
+@dataclass
+class StartupRuns:
+    """One tree's runs, in ms: start to rclone spawned, the fetch, start to the request's
+    arrival at the proxy, and the source listing's wall time (before the request)."""
+
+    total_ms: list[float] = field(default_factory=list)
+    fetch_ms: list[float] = field(default_factory=list)
+    to_request_ms: list[float] = field(default_factory=list)
+    listing_ms: list[float] = field(default_factory=list)
+
+    def own_ms(self) -> list[float]:
+        """Return the supervisor's own time to the request: the listing child taken off."""
+        return [t - ls for t, ls in zip(self.to_request_ms, self.listing_ms, strict=True)]
+
+
 @dataclass
 class StartupResult:
-    """ghost-backup's fixed cost, from process start to rclone spawned, in ms."""
+    """ghost-backup's fixed cost: this tree's runs and, if asked, an older tree's, run in
+    alternation."""
 
-    total_ms: list[float]
-    fetch_ms: list[float]
-    to_request_ms: list[float]
+    runs: StartupRuns
+    baseline: StartupRuns | None
+    baseline_label: str | None
     python_bare_ms: float
     import_ms: float
     heaviest_imports_ms: list[tuple[str, float]]
 
     def without_fetch_ms(self) -> list[float]:
         """Return start-up minus the credential fetch (the proxy's latency)."""
-        return [t - f for t, f in zip(self.total_ms, self.fetch_ms, strict=True)]
+        return [t - f for t, f in zip(self.runs.total_ms, self.runs.fetch_ms, strict=True)]
 
 
-def measure_startup(bench: Bench, source: Path, runs: int) -> StartupResult:
-    """Time ghost-backup's own lines as they arrive: start, fetch begin/end, rclone spawned."""
-    prefix = "startup"
-    raw = bench.raw_config(source, prefix, {})
+def run_startup_once(bench: Bench, argv: list[str], env: dict[str, str], timings: Path,
+                     into: StartupRuns | None) -> None:
+    """Run ``ghost-backup run`` once; time its lines as they arrive and its first credential
+    request where the proxy received it (time.monotonic on both sides: one clock)."""
+    timings.write_text("", encoding="ascii")
+    seen = len(bench.proxy.state.requests)
+    marks: dict[str, float] = {}
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    for raw in proc.stderr:
+        now = time.monotonic()
+        line = raw.decode("utf-8", "replace")
+        for mark in (MARK_REQUEST, MARK_RECEIVED, MARK_SPAWNED):
+            if mark in line:
+                marks.setdefault(mark, now)
+    requests = bench.proxy.state.requests[seen:]
+    if proc.wait() != 0 or len(marks) != 3 or not requests:
+        raise BenchFailed(f"start-up run failed (exit {proc.returncode}, marks {marks})")
+    arrived = float(requests[0]["monotonic"])
+    calls = [line.split() for line in timings.read_text(encoding="ascii").splitlines()]
+    # The run's first listing is the source's, before the request (the backup's comes after).
+    listing = next(float(end) - float(begin) for name, begin, end in calls if name == "lsf")
+    if into is None:
+        return
+    into.total_ms.append((marks[MARK_SPAWNED] - start) * 1000)
+    into.fetch_ms.append((marks[MARK_RECEIVED] - marks[MARK_REQUEST]) * 1000)
+    into.to_request_ms.append((arrived - start) * 1000)
+    into.listing_ms.append(listing * 1000)
+
+
+def measure_startup(bench: Bench, source: Path, runs: int,
+                    baseline: Path | None = None) -> StartupResult:
+    """Time ``ghost-backup run`` from process start to its first credential request.
+
+    With ``baseline`` (a checkout of older code), its runs alternate with this tree's (this,
+    older; older, this; ...), so the machine's drift hits both alike.
+    """
+    timings = bench.root / "startup-rclone-calls.txt"
+    wrapper = bench.root / "rclone-timed"
+    wrapper.write_text(TIMED_RCLONE.format(rclone=RCLONE, log=timings), encoding="ascii")
+    wrapper.chmod(0o755)
+    raw = bench.raw_config(source, "startup", {})
     run_bare(bench, raw, bench.root / "startup-setup.log")
-    argv = [GHOST_BACKUP, "--config", str(write_ghost_config(bench, raw)), "run"]
-    totals: list[float] = []
-    fetches: list[float] = []
-    to_request: list[float] = []
-    for _ in range(runs + 1):  # the first run only warms caches
-        marks: dict[str, float] = {}
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, env=bench.base_env(), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert proc.stderr is not None
-        for raw in proc.stderr:
-            now = time.perf_counter()
-            line = raw.decode("utf-8", "replace")
-            for mark in (MARK_REQUEST, MARK_RECEIVED, MARK_SPAWNED):
-                if mark in line:
-                    marks.setdefault(mark, now)
-        if proc.wait() != 0 or len(marks) != 3:
-            raise BenchFailed(f"start-up run failed (exit {proc.returncode}, marks {marks})")
-        totals.append((marks[MARK_SPAWNED] - start) * 1000)
-        fetches.append((marks[MARK_RECEIVED] - marks[MARK_REQUEST]) * 1000)
-        to_request.append((marks[MARK_REQUEST] - start) * 1000)
+    raw["rclone"]["binary"] = str(wrapper)
+    argv = [sys.executable, "-c", LAUNCHER, "--config", str(write_ghost_config(bench, raw)),
+            "run"]
+    trees = {"this": REPO} | ({"baseline": baseline.resolve()} if baseline else {})
+    results = {who: StartupRuns() for who in trees}
+    for rep in range(runs + 1):  # the first round only warms caches (and the .pyc files)
+        order = list(trees) if rep % 2 == 0 else list(trees)[::-1]
+        for who in order:
+            env = bench.base_env() | {"PYTHONPATH": str(trees[who])}
+            run_startup_once(bench, argv, env, timings, results[who] if rep else None)
     python_bare = statistics.median(time_python(["-c", "pass"]) for _ in range(5))
     with_imports = statistics.median(
         time_python(["-c", RUN_IMPORTS]) for _ in range(5))
-    return StartupResult(totals[1:], fetches[1:], to_request[1:], python_bare,
+    label = None
+    if baseline is not None:
+        label = subprocess.run(["git", "-C", str(baseline), "log", "-1", "--format=%h"],
+                               capture_output=True, text=True, check=False).stdout.strip()
+    return StartupResult(results["this"], results.get("baseline"), label or None, python_bare,
                          with_imports - python_bare, heaviest_imports())
+
+
+def format_startup(startup: StartupResult) -> str:
+    """Return the start-up figures, and the comparison with the older tree if there is one."""
+    runs = startup.runs
+    net = startup.without_fetch_ms()
+    imports = ", ".join(f"{name} {ms:.0f}" for name, ms in startup.heaviest_imports_ms)
+    to_request = statistics.median(runs.to_request_ms)
+    lines = [
+        f"start-up, process start to rclone spawned ({len(net)} runs, median):",
+        f"  total {statistics.median(runs.total_ms):.0f} ms, credential fetch "
+        f"{statistics.median(runs.fetch_ms):.0f} ms, without the fetch "
+        f"{statistics.median(net):.0f} ms (min {min(net):.0f}, max {max(net):.0f}), "
+        f"target <= {STARTUP_TARGET_MS} ms: {mark(statistics.median(net) <= STARTUP_TARGET_MS)}",
+        f"  process start to the first credential request (its arrival at the proxy) "
+        f"{to_request:.0f} ms (min {min(runs.to_request_ms):.0f}), target <= "
+        f"{TO_REQUEST_TARGET_MS} ms: {mark(to_request <= TO_REQUEST_TARGET_MS)}",
+        f"  of which rclone's listing of the source (a child the supervisor waits on) "
+        f"{statistics.median(runs.listing_ms):.0f} ms; the supervisor's own time "
+        f"{statistics.median(runs.own_ms()):.0f} ms (min {min(runs.own_ms()):.0f})",
+        f"  python itself {startup.python_bare_ms:.0f} ms, imports of the run path "
+        f"{startup.import_ms:.0f} ms",
+        f"  heaviest imports (cumulative ms): {imports}",
+    ]
+    old = startup.baseline
+    if old is not None:
+        def row(what: str, new_ms: list[float], old_ms: list[float]) -> str:
+            pairs = [n / o for n, o in zip(new_ms, old_ms, strict=True)]
+            return (f"  {what}: median {statistics.median(old_ms):.0f} -> "
+                    f"{statistics.median(new_ms):.0f} ms (min {min(old_ms):.0f} -> "
+                    f"{min(new_ms):.0f}), ratio of medians "
+                    f"{statistics.median(new_ms) / statistics.median(old_ms):.2f}, "
+                    f"pair ratios median {statistics.median(pairs):.2f} "
+                    f"({min(pairs):.2f}-{max(pairs):.2f})")
+
+        lines += [
+            f"start-up against {startup.baseline_label or 'the baseline'} (alternating runs, "
+            f"{len(old.to_request_ms)} each, older -> this tree):",
+            row("to the first credential request", runs.to_request_ms, old.to_request_ms),
+            row("the supervisor's own time (listing excluded)", runs.own_ms(), old.own_ms()),
+            row("rclone's listing of the source", runs.listing_ms, old.listing_ms),
+        ]
+    return "\n".join(lines)
 
 
 def time_python(args: list[str]) -> float:
@@ -618,23 +726,7 @@ def report(results: dict[str, Any]) -> str:
             parts.append("\n".join(lines))
     startup: StartupResult | None = results.get("startup")
     if startup is not None:
-        net = startup.without_fetch_ms()
-        net_ok = statistics.median(net) <= STARTUP_TARGET_MS
-        imports = ", ".join(f"{name} {ms:.0f}" for name, ms in startup.heaviest_imports_ms)
-        parts.append("\n".join([
-            f"start-up, process start to rclone spawned ({len(net)} runs, median):",
-            f"  total {statistics.median(startup.total_ms):.0f} ms, credential fetch "
-            f"{statistics.median(startup.fetch_ms):.0f} ms, without the fetch "
-            f"{statistics.median(net):.0f} ms (min {min(net):.0f}, max {max(net):.0f}), "
-            f"target <= {STARTUP_TARGET_MS} ms: {mark(net_ok)}",
-            f"  process start to the first credential request "
-            f"{statistics.median(startup.to_request_ms):.0f} ms (min "
-            f"{min(startup.to_request_ms):.0f}), target <= {TO_REQUEST_TARGET_MS} ms: "
-            f"{mark(statistics.median(startup.to_request_ms) <= TO_REQUEST_TARGET_MS)}",
-            f"  of which: python itself {startup.python_bare_ms:.0f} ms, "
-            f"imports of the run path {startup.import_ms:.0f} ms",
-            f"  heaviest imports (cumulative ms): {imports}",
-        ]))
+        parts.append(format_startup(startup))
     pipeline: PipelineResult | None = results.get("pipeline")
     if pipeline is not None:
         worst = min(pipeline.in_process_lines_per_cpu_s, pipeline.through_pipe_lines_per_cpu_s)
@@ -707,6 +799,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--night-sizes", default=None, metavar="N,N",
                         help="tree sizes of the nights step (default 1000,20000; "
                              "100000 is extrapolated unless listed)")
+    parser.add_argument("--startup-baseline", type=Path, default=None, metavar="DIR",
+                        help="a checkout of older code (git worktree add --detach DIR REV) "
+                             "whose start-up runs alternate with this tree's")
     parser.add_argument("--json", type=Path, default=None, help="also write raw figures here")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     return parser.parse_args(argv)
@@ -765,7 +860,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["scenarios"] = scenarios
         if "startup" in steps:
             progress("  start-up")
-            results["startup"] = measure_startup(bench, small, sizes.startup_runs)
+            results["startup"] = measure_startup(bench, small, sizes.startup_runs,
+                                                 args.startup_baseline)
         if "pipeline" in steps:
             progress("  pipeline")
             recorded = record_rclone_log(bench, small)
