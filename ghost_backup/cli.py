@@ -33,6 +33,8 @@ from ghost_backup.logs import NOTICE, Redactor, setup_logging, stderr_is_journal
 # needs only the standard library, and `run` reaches its credential request without loading
 # the toolkit, the audit or the database modules (docs/performance.md, "Start-up").
 if TYPE_CHECKING:
+    import requests
+
     from ghost_backup.commands.context import Deps
     from ghost_backup.host.notify import Notifier
     from ghost_backup.report.alerts import AlertSink
@@ -269,7 +271,6 @@ def build_deps(
     notifications); ``run`` passes the notifier, the alert channels and the watchdog.
     """
     from ghost_backup.commands.context import Deps
-    from ghost_backup.credentials.http import new_session
     from ghost_backup.host.notify import NullNotifier
     from ghost_backup.host.process import StopRequest
     from ghost_backup.report.alerts import NullAlerts
@@ -277,7 +278,7 @@ def build_deps(
     stop = StopRequest()
     stop.install()
     return Deps(
-        session=new_session(),
+        new_session=_new_credential_session,
         clock=lambda: datetime.now(UTC),
         monotonic=time.monotonic,
         sleep=time.sleep,
@@ -288,6 +289,20 @@ def build_deps(
         env=env,
         watchdog_seconds=watchdog_seconds,
     )
+
+
+def _new_credential_session() -> requests.Session:
+    from ghost_backup.credentials.http import new_session
+
+    return new_session()
+
+
+def _import_http_stack() -> None:
+    """Import what the credential fetch needs: requests, urllib3, tenacity and the models."""
+    try:
+        import ghost_backup.credentials.http  # noqa: F401
+    except ImportError:
+        return  # the fetch meets the same error and reports it
 
 
 def _load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
@@ -388,8 +403,8 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ghost_backup.commands.dry_run import run_dry_run
     from ghost_backup.commands.run import run_backup
     from ghost_backup.host.notify import notifier_from_env, watchdog_interval
-    from ghost_backup.host.process import exit_by_signal
-    from ghost_backup.report.alerts import HttpAlerts, new_alert_session
+    from ghost_backup.host.process import do_while_next_child_runs, exit_by_signal
+    from ghost_backup.report.alerts import HttpAlerts
 
     settings = _load_settings(args, env)
     if args.dry_run:
@@ -398,9 +413,14 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     deps = build_deps(
         env,
         notifier=notifier_from_env(env),
-        alerts=HttpAlerts(settings.alerts, new_alert_session(), _REDACTOR),
+        alerts=HttpAlerts(settings.alerts, None, _REDACTOR),  # its session: at the first alert
         watchdog_seconds=watchdog_interval(env),
     )
+    # The run's first child is rclone's listing of the source (issue 13: judged before any key
+    # is requested), 50-100 ms of a Go process the supervisor only waits on. The credential
+    # fetch right after it needs the HTTP stack, tens of ms of imports: do them on a thread
+    # during that wait instead of after it (docs/performance.md, "Start-up").
+    do_while_next_child_runs(_import_http_stack)
     report = run_backup(settings, deps, allow_shrink=args.allow_shrink)
     if report.interrupted:  # a shutdown: die of SIGTERM, a clean stop for systemd
         exit_by_signal(signal.SIGTERM)

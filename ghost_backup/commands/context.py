@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import secrets
@@ -24,11 +25,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-import requests
+from typing import TYPE_CHECKING
 
 from ghost_backup import rclone
-from ghost_backup.credentials.model import Credentials
 from ghost_backup.credentials.sources import CredentialSource, SourceContext, build_source
 from ghost_backup.errors import RcloneFailed, RuntimeUnsafe, Terminated, VerifyMismatch
 from ghost_backup.host import files, runtime
@@ -38,6 +37,11 @@ from ghost_backup.logs import NOTICE, Redactor, level_for_priority
 from ghost_backup.rclone.progress import LogEvent, format_progress, is_routine_notice
 from ghost_backup.report.alerts import AlertSink
 from ghost_backup.settings import Settings
+
+if TYPE_CHECKING:  # the HTTP stack and the credential models load with the first fetch
+    import requests
+
+    from ghost_backup.credentials.model import Credentials
 
 log = logging.getLogger(__name__)
 rclone_log = logging.getLogger("ghost_backup.rclone")
@@ -51,7 +55,7 @@ _SHOWN_PATHS = 10
 class Deps:
     """Collaborators of a command, wired once in the CLI (tests pass their own)."""
 
-    session: requests.Session
+    new_session: Callable[[], requests.Session]
     clock: Callable[[], datetime]
     monotonic: Callable[[], float]
     sleep: Callable[[float], None]
@@ -61,6 +65,15 @@ class Deps:
     stop: StopRequest
     env: Mapping[str, str]
     watchdog_seconds: float | None = None
+
+    @functools.cached_property
+    def session(self) -> requests.Session:
+        """Return the credential sources' HTTP session, built at the first use.
+
+        Building it loads requests and urllib3 (tens of ms); the nightly run needs it only
+        after its source listing (docs/performance.md, "Start-up").
+        """
+        return self.new_session()
 
 
 def new_run_id(now: datetime) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import requests
+if TYPE_CHECKING:  # the HTTP stack and the models load with the fetch (docs/performance.md)
+    import requests
 
-from ghost_backup.credentials.model import Credentials
+    from ghost_backup.credentials.model import Credentials
 
 
 @dataclass(frozen=True)

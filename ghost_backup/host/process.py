@@ -20,6 +20,8 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -321,6 +323,45 @@ class Finished:
     seconds: float
 
 
+# Work handed to the next short child's wait (see do_while_next_child_runs).
+_while_next_child: list[Callable[[], None]] = []
+# While that work runs, the main thread (reading the child's pipes) waits at most this long
+# for the GIL, not Python's default 5 ms, so the child seldom waits on a full pipe.
+_OVERLAP_SWITCH_INTERVAL = 0.0005
+
+
+def do_while_next_child_runs(work: Callable[[], None]) -> None:
+    """Have the next :func:`run_bounded` run ``work`` on a thread while its child runs.
+
+    The supervisor only waits on a short child (rclone's listing of the source: a Go process
+    on a core of its own), so work it needs right after costs no wall time there. The
+    thread starts after the child is forked and is joined before run_bounded returns: no
+    child is ever forked while it runs (``preexec_fn`` is not safe with threads; the
+    supervisor is otherwise single-threaded). ``work`` must not raise.
+    """
+    _while_next_child.append(work)
+
+
+def _start_pending_work() -> threading.Thread | None:
+    if not _while_next_child:
+        return None
+    works = list(_while_next_child)
+    _while_next_child.clear()
+
+    def run_all() -> None:
+        default = sys.getswitchinterval()
+        sys.setswitchinterval(_OVERLAP_SWITCH_INTERVAL)
+        try:
+            for work in works:
+                work()
+        finally:
+            sys.setswitchinterval(default)
+
+    thread = threading.Thread(target=run_all, name="while-child-runs", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_bounded(
     argv: Sequence[str], env: Mapping[str, str], *, timeout_seconds: float
 ) -> Finished:
@@ -343,6 +384,7 @@ def run_bounded(
         preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
     )
     timed_out = False
+    meanwhile = _start_pending_work()
     try:
         stdout, stderr = proc.communicate(timeout=timeout_seconds)
     except subprocess.TimeoutExpired:
@@ -354,6 +396,9 @@ def run_bounded(
         _signal_group(proc, signal.SIGKILL)
         proc.wait()
         raise
+    finally:
+        if meanwhile is not None:
+            meanwhile.join()
     return Finished(proc.returncode, stdout, stderr, timed_out, time.monotonic() - started)
 
 

@@ -11,10 +11,13 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ghost_backup.credentials.model import Credentials
 from ghost_backup.errors import ConfigError
 from ghost_backup.settings import Settings
+
+if TYPE_CHECKING:  # the credential models load with the fetch, after the source listing
+    from ghost_backup.credentials.model import Credentials
 
 REMOTE = "r2"
 CONFIG_NAME = "rclone.conf"

@@ -31,16 +31,16 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
-
-import requests
-from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from ghost_backup import __version__
 from ghost_backup.errors import ExitCode
 from ghost_backup.logs import Redactor
 from ghost_backup.settings import AlertSettings
+
+if TYPE_CHECKING:  # requests loads with the first alert sent: most runs send none at start
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +154,18 @@ def select_ca_bundle(configured: Path | None,
     if configured is not None:
         return str(configured)
     found = next((path for path in SYSTEM_CA_BUNDLES if is_file(path)), None)
-    return str(found) if found is not None else DEFAULT_CA_BUNDLE_PATH
+    if found is not None:
+        return str(found)
+    from requests.utils import DEFAULT_CA_BUNDLE_PATH  # noqa: PLC0415
+
+    return str(DEFAULT_CA_BUNDLE_PATH)
 
 
 def new_alert_session() -> requests.Session:
     """Return the session for alerts: proxy variables honoured (``trust_env``), unlike the
     credential session."""
+    import requests  # noqa: PLC0415
+
     session = requests.Session()
     session.trust_env = True
     return session
@@ -221,13 +227,15 @@ class HttpAlerts:
     def __init__(
         self,
         settings: AlertSettings,
-        session: requests.Session,
+        session: requests.Session | None,
         redactor: Redactor,
         *,
         sleep: Callable[[float], None] = time.sleep,
         host: str | None = None,
     ) -> None:
         self._settings = settings
+        # None: built at the first POST, so a run with no alert to send at its start never
+        # loads the HTTP stack before its credential request (docs/performance.md).
         self._session = session
         self._redactor = redactor
         self._sleep = sleep
@@ -238,6 +246,10 @@ class HttpAlerts:
         """POST ``body``; retry connection errors, timeouts, 5xx and 429, never another 4xx
         (a refused URL or rid stays refused: healthchecks answers 400/404 the same every time).
         """
+        import requests  # noqa: PLC0415 (loaded by the first alert; see __init__)
+
+        if self._session is None:
+            self._session = new_alert_session()
         attempts = self._settings.attempts
         for attempt in range(1, attempts + 1):
             try:

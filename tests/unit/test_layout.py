@@ -4,6 +4,8 @@ module starts processes, one holds the C library, and nothing dev-only ships."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,28 @@ def test_no_dev_only_module_in_the_package() -> None:
 
 def test_help_lists_no_dev_command() -> None:
     assert "dev-proxy" not in build_parser().format_help()
+
+
+def test_run_reaches_its_source_listing_without_the_http_stack() -> None:
+    # docs/performance.md, "Start-up": `run` imports requests, urllib3, tenacity and the
+    # credential models while rclone lists the source, not before. What the CLI wires for
+    # `run` and what the run builds before that listing must not pull them in.
+    code = """if True:
+        import os, sys
+        from ghost_backup.cli import build_deps
+        from ghost_backup.commands.run import run_backup
+        from ghost_backup.credentials.sources import build_source
+        from ghost_backup.report.alerts import HttpAlerts
+        from ghost_backup.logs import Redactor
+        from ghost_backup.settings import parse_settings
+        settings = parse_settings(
+            {"destination": {"bucket": "ghost-backups", "account_id": "a" * 32}}, {})
+        build_deps(os.environ, alerts=HttpAlerts(settings.alerts, None, Redactor()))
+        build_source(settings)
+        print(sorted(m for m in ("requests", "urllib3", "tenacity", "charset_normalizer",
+                                 "ghost_backup.credentials.model",
+                                 "ghost_backup.credentials.http") if m in sys.modules))
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -8,10 +8,13 @@ this adapter only plugs it into the source Protocol. The answer may also be in A
 
 from __future__ import annotations
 
-from ghost_backup.credentials.base import SourceContext
-from ghost_backup.credentials.http import fetch_credentials
-from ghost_backup.credentials.model import Credentials
+from typing import TYPE_CHECKING
+
 from ghost_backup.settings import Settings, provider_name
+
+if TYPE_CHECKING:
+    from ghost_backup.credentials.base import SourceContext
+    from ghost_backup.credentials.model import Credentials
 
 
 class HttpJsonSource:
@@ -30,5 +33,9 @@ class HttpJsonSource:
 
     def fetch(self, ctx: SourceContext) -> Credentials:
         """GET the endpoint (with retries) and return validated credentials."""
+        # Imported here, not at the top: the HTTP stack (requests, urllib3, tenacity) loads
+        # while the run waits on its source listing, not before it (docs/performance.md).
+        from ghost_backup.credentials.http import fetch_credentials  # noqa: PLC0415
+
         return fetch_credentials(ctx.session, self._settings.credentials, run_id=ctx.run_id,
                                  clock=ctx.clock, sleep=ctx.sleep)

@@ -169,7 +169,7 @@ def _settings(world: dict[str, Path], rclone: Path, max_windows: int = 48) -> Se
 
 def _deps(proxy: FakeProxy, recorder: Recorder) -> Deps:
     return Deps(
-        session=proxy,  # type: ignore[arg-type]
+        new_session=lambda: proxy,  # type: ignore[arg-type,return-value]
         clock=lambda: NOW,
         monotonic=lambda: 0.0,
         sleep=lambda _s: None,

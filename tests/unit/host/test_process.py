@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 
-from ghost_backup.host.process import StopRequest, run_child
+import pytest
+
+from ghost_backup.host.process import (
+    StopRequest,
+    do_while_next_child_runs,
+    run_bounded,
+    run_child,
+)
 from ghost_backup.rclone.progress import LogEvent
 
 
@@ -73,3 +82,21 @@ def test_deadline_sigterm_stops_a_well_behaved_child_at_term_at() -> None:
     assert result.deadline_hit
     assert result.returncode == -15
     assert time.monotonic() - start < 1.5
+
+
+
+def test_work_handed_to_the_next_child_runs_on_a_thread_while_it_runs_and_only_once() -> None:
+    seen: list[tuple[str, float]] = []
+    do_while_next_child_runs(
+        lambda: seen.append((threading.current_thread().name, time.monotonic())))
+    started = time.monotonic()
+    done = run_bounded([sys.executable, "-c", "import time; time.sleep(0.5)"],
+                       {"PATH": "/usr/bin:/bin"}, timeout_seconds=10)
+    assert done.returncode == 0
+    assert len(seen) == 1  # joined before run_bounded returned
+    name, at = seen[0]
+    assert name == "while-child-runs"
+    assert at - started < done.seconds  # while the child ran
+    assert sys.getswitchinterval() == pytest.approx(0.005)  # Python's default, restored
+    run_bounded([sys.executable, "-c", "pass"], {"PATH": "/usr/bin:/bin"}, timeout_seconds=10)
+    assert len(seen) == 1  # handed to one child only
