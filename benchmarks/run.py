@@ -437,8 +437,10 @@ def measure_startup(bench: Bench, source: Path, runs: int,
     raw = bench.raw_config(source, "startup", {})
     run_bare(bench, raw, bench.root / "startup-setup.log")
     raw["rclone"]["binary"] = str(wrapper)
-    argv = [sys.executable, "-c", LAUNCHER, "--config", str(write_ghost_config(bench, raw)),
-            "run"]
+    # -P: the current directory stays off sys.path (as for the console script), so
+    # PYTHONPATH alone picks the tree.
+    argv = [sys.executable, "-P", "-c", LAUNCHER, "--config",
+            str(write_ghost_config(bench, raw)), "run"]
     trees = {"this": REPO} | ({"baseline": baseline.resolve()} if baseline else {})
     results = {who: StartupRuns() for who in trees}
     for rep in range(runs + 1):  # the first round only warms caches (and the .pyc files)
