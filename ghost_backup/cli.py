@@ -300,7 +300,8 @@ def _new_credential_session() -> requests.Session:
 def _import_http_stack() -> None:
     """Import what the credential fetch needs: requests, urllib3, tenacity and the models."""
     try:
-        import ghost_backup.credentials.http  # noqa: F401
+        import ghost_backup.credentials.http
+        import ghost_backup.credentials.json_api  # noqa: F401 (aembit-edge, cloudflare-temp)
     except ImportError:
         return  # the fetch meets the same error and reports it
 

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from ghost_backup.credentials.base import SourceContext
-from ghost_backup.credentials.json_api import ApiAnswer, post_json
 from ghost_backup.credentials.model import (
     Credentials,
     build_credentials,
@@ -35,6 +33,10 @@ from ghost_backup.credentials.model import (
 from ghost_backup.errors import CredentialsDenied, CredentialsInvalid, CredentialsUnavailable
 from ghost_backup.host import secret_files
 from ghost_backup.settings import AembitEdgeSettings, CredentialsSettings, Settings
+
+if TYPE_CHECKING:  # the HTTP stack loads with the fetch, after the source listing
+    from ghost_backup.credentials.base import SourceContext
+    from ghost_backup.credentials.json_api import ApiAnswer
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +181,8 @@ class AembitEdgeSource:
 
     def fetch(self, ctx: SourceContext) -> Credentials:
         """Authenticate to the Edge API, then request the R2 credentials (see module doc)."""
+        from ghost_backup.credentials.json_api import post_json  # noqa: PLC0415 (see http_json)
+
         edge, creds = self._edge, self._settings.credentials
         base = edge.url.rstrip("/")
         client = build_client(edge, self._identity_token(ctx))

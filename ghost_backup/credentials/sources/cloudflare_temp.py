@@ -18,10 +18,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ghost_backup.credentials.base import SourceContext
-from ghost_backup.credentials.json_api import ApiAnswer, post_json
 from ghost_backup.credentials.model import (
     Credentials,
     build_credentials,
@@ -31,6 +29,10 @@ from ghost_backup.credentials.model import (
 from ghost_backup.errors import CredentialsDenied, CredentialsInvalid, CredentialsUnavailable
 from ghost_backup.host import secret_files
 from ghost_backup.settings import CloudflareTempSettings, CredentialsSettings, Settings
+
+if TYPE_CHECKING:  # the HTTP stack loads with the fetch, after the source listing
+    from ghost_backup.credentials.base import SourceContext
+    from ghost_backup.credentials.json_api import ApiAnswer
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,8 @@ class CloudflareTempSource:
 
     def fetch(self, ctx: SourceContext) -> Credentials:
         """Mint temporary credentials (see module doc) and return them validated."""
+        from ghost_backup.credentials.json_api import post_json  # noqa: PLC0415 (see http_json)
+
         cf = self._cf
         body = build_temp_request(self._settings, cf)
         headers = self._headers(ctx)
