@@ -4,15 +4,23 @@ prune what retention no longer keeps, read points back, and ``ghost-backup histo
 The layout, the choice of points and the plans are pure (:mod:`ghost_backup.rclone.history`);
 this module only lists, reads, uploads and deletes, through ``run_captured``.
 
-    run (after a successful sync):  lsf the mirror -> <run id>.manifest -> lsf the archive
-                                    -> prune folders + manifests older than keep_days
+    run (before the sync):  take the local mirror record -> lsf the archive's top level
+                            -> the record if it still describes the mirror, else lsf the mirror
+    run (after a successful sync):  the sync's --dest-after report (else lsf the mirror)
+                            -> <run id>.manifest (+ the local record)
+                            -> prune folders (each listed, then deleted) + manifests
     history:  scope -> credentials -> lsf the archive -> cat each manifest -> lsf the mirror
+
+A no-change night therefore lists the mirror once (the sync's own listing) and the archive's
+top level once, and uploads one manifest (docs/performance.md, "What the history adds").
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ghost_backup.commands.context import (
@@ -27,7 +35,7 @@ from ghost_backup.errors import GhostBackupError, RcloneFailed, UsageError
 from ghost_backup.host import files
 from ghost_backup.host.process import Captured, run_captured
 from ghost_backup.logs import NOTICE
-from ghost_backup.rclone import classify_list_failure
+from ghost_backup.rclone import Inventory, classify_list_failure, parse_inventory
 from ghost_backup.rclone import history as hist
 from ghost_backup.rclone.progress import format_bytes
 from ghost_backup.settings import Settings
@@ -36,6 +44,8 @@ if TYPE_CHECKING:  # the dump modules load only when a [[database]] is configure
     from ghost_backup.databases.objects import DumpObject
 
 log = logging.getLogger(__name__)
+
+DEST_AFTER_NAME = "dest-after.manifest"
 
 # Upper bound of one listing or upload; a call never outlives the keys either (see _timeout).
 CALL_TIMEOUT_SECONDS = 1800.0
@@ -116,13 +126,113 @@ def fetch_manifest(settings: Settings, deps: Deps, window: Window, run_id: str) 
         raise RcloneFailed(f"manifest of run {run_id} is damaged: {err}") from None
 
 
+@dataclass(frozen=True)
+class MirrorView:
+    """What the mirror held when this run started, and the archive's top level then."""
+
+    text: str  # the manifest text (path, size, MD5 per line, through the sync's filters)
+    manifest: hist.Manifest
+    index: hist.ArchiveListing
+    listed: bool  # False: the last run's record, no listing of the mirror spent
+
+    @property
+    def inventory(self) -> Inventory:
+        """Return the mirror as the deletion pre-flight counts it (path -> size)."""
+        return Inventory({path: entry.size for path, entry in self.manifest.items()})
+
+
+def take_mirror_record(settings: Settings) -> hist.MirrorRecord | None:
+    """Read and delete ``<state.dir>/mirror.manifest``; return it, or None if absent or bad.
+
+    Deleted before the sync starts, so a run that dies after changing the mirror leaves no
+    record behind for the next one to trust.
+    """
+    path = settings.state.dir / hist.RECORD_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+        path.unlink()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        log.warning("cannot use the mirror record %s (%s); listing the mirror instead", path,
+                    getattr(err, "strerror", None) or type(err).__name__)
+        return None
+    try:
+        return hist.parse_record(text)
+    except ValueError:
+        log.warning("mirror record %s is damaged; listing the mirror instead", path)
+        return None
+
+
+def write_mirror_record(settings: Settings, run_id: str, text: str) -> None:
+    """Keep the manifest just uploaded as the next run's picture of the mirror (0600)."""
+    path = settings.state.dir / hist.RECORD_NAME
+    try:
+        files.write_file_atomically(
+            path, hist.render_record(run_id, hist.build_mirror_key(settings), text), 0o600)
+    except OSError as err:
+        log.warning("cannot write the mirror record %s (%s); the next run lists the mirror",
+                    path, err.strerror)
+
+
+def fetch_archive_index(settings: Settings, deps: Deps, window: Window) -> hist.ArchiveListing:
+    """List the top level of ``<archive_path>``: manifests and folder names, no objects."""
+    argv = hist.build_archive_index_argv(settings, config_path=window.config_path,
+                                         work_dir=window.run_dir)
+    result = _call(settings, deps, window, argv)
+    if _is_missing(result):
+        return hist.ArchiveListing((), ())
+    if result.returncode != 0:
+        raise classify_list_failure(result.returncode, result.stderr,
+                                    what="cannot list the history: ", redact=deps.redactor.redact)
+    return hist.parse_archive_listing(result.stdout)
+
+
+def fetch_mirror_view(settings: Settings, deps: Deps, window: Window,
+                      record: hist.MirrorRecord | None) -> MirrorView:
+    """Before the sync: return what the mirror holds, from the last run's ``record`` when it
+    still describes the mirror (one small listing), else from a listing of the mirror."""
+    index = fetch_archive_index(settings, deps, window)
+    if record is not None:
+        why = hist.judge_record(record, index, hist.build_mirror_key(settings))
+        if why is None:
+            log.info("history: the mirror is as run %s left it (its record); not listed",
+                     record.run_id)
+            return MirrorView(record.text, hist.parse_manifest(record.text), index, False)
+        log.info("history: not using the mirror record of run %s: %s; listing the mirror",
+                 record.run_id, why)
+    text, manifest = fetch_mirror_manifest(settings, deps, window)
+    return MirrorView(text, manifest, index, True)
+
+
+def dest_after_path(window: Window) -> Path:
+    """Return where the sync writes what the mirror holds after it (``--dest-after``)."""
+    return window.run_dir / DEST_AFTER_NAME
+
+
+def read_dest_after(window: Window) -> tuple[str, hist.Manifest] | None:
+    """Return the last sync's ``--dest-after`` report as (manifest text, manifest), or None
+    if it is missing or not understood (the caller lists the mirror instead)."""
+    path = dest_after_path(window)
+    try:
+        manifest = hist.parse_manifest(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        log.warning("rclone's --dest-after report is unusable (%s); listing the mirror",
+                    type(err).__name__)
+        return None
+    return hist.render_manifest(manifest), manifest
+
+
 def write_manifest(settings: Settings, deps: Deps, window: Window) -> int:
     """Record what the mirror holds now as ``<run id>.manifest``; return its object count.
 
     Called only after a successful sync: the manifest is what makes the run a restore point.
-    The listing goes through a file in the tmpfs run dir (the config's 0700 directory).
+    It is the sync's own ``--dest-after`` report (rclone's listing plus what it copied and
+    deleted: no request), else a listing of the mirror. It goes through a file in the tmpfs
+    run dir (the config's 0700 directory) and is kept as the local mirror record.
     """
-    text, manifest = fetch_mirror_manifest(settings, deps, window)
+    reported = read_dest_after(window)
+    text, manifest = reported or fetch_mirror_manifest(settings, deps, window)
     local = files.write_private_file(window.run_dir, hist.manifest_name(window.run_id), text)
     argv = hist.build_manifest_upload_argv(settings, config_path=window.config_path,
                                            work_dir=window.run_dir, local=local,
@@ -134,29 +244,48 @@ def write_manifest(settings: Settings, deps: Deps, window: Window) -> int:
                                     redact=deps.redactor.redact)
     log.info("history: recorded %s (%d objects, %s)", hist.manifest_name(window.run_id),
              len(manifest), format_bytes(sum(e.size for e in manifest.values())))
+    write_mirror_record(settings, window.run_id, text)
     return len(manifest)
 
 
-def remove_old_history(settings: Settings, deps: Deps, window: Window) -> hist.PrunePlan:
+def fetch_folder(settings: Settings, deps: Deps, window: Window,
+                 folder: hist.Folder) -> hist.Folder:
+    """Return ``folder`` with its objects, listed (one ListObjectsV2 call per 1000)."""
+    argv = hist.build_folder_listing_argv(settings, config_path=window.config_path,
+                                          work_dir=window.run_dir, name=folder.name)
+    result = _call(settings, deps, window, argv)
+    if _is_missing(result):
+        return folder
+    if result.returncode != 0:
+        raise classify_list_failure(result.returncode, result.stderr,
+                                    what=f"cannot list history folder {folder.name}: ",
+                                    redact=deps.redactor.redact)
+    return hist.Folder(folder.name, folder.run_id, folder.window,
+                       dict(parse_inventory(result.stdout).sizes))
+
+
+def remove_old_history(settings: Settings, deps: Deps, window: Window,
+                       index: hist.ArchiveListing | None = None) -> hist.PrunePlan:
     """Delete archive folders and manifests of runs older than ``retention.keep_days``.
 
-    Only after a successful run, never the mirror; each folder's delete is bounded by the
-    object count it was listed with, and every folder is logged with its figures. Raise
-    RcloneFailed if a delete fails (what was deleted before stays deleted; the rest waits for
-    the next successful run).
+    Only after a successful run, never the mirror. ``index``: the archive's top level as
+    listed before the sync (this run's own folder is never old enough to matter), else
+    listed now. Each folder to prune is listed, then deleted bounded by that object count,
+    and logged with its figures. Raise RcloneFailed if a delete fails (what was deleted
+    before stays deleted; the rest waits for the next successful run).
     """
-    listing = fetch_archive_listing(settings, deps, window)
+    listing = index if index is not None else fetch_archive_index(settings, deps, window)
     plan = hist.select_prune(listing, now=deps.clock(), keep_days=settings.retention.keep_days,
                              max_folders=settings.retention.max_prune_folders)
     if not plan.folders and not plan.manifests:
         log.info("history: nothing older than %d days to prune (%d restore points kept)",
                  settings.retention.keep_days, len(listing.manifests))
         return plan
-    log.log(NOTICE, "history: pruning %d folders (%d objects) and %d manifests of runs "
-            "before %s (retention.keep_days = %d)", len(plan.folders), plan.objects,
-            len(plan.manifests), plan.cutoff.isoformat(timespec="seconds"),
-            settings.retention.keep_days)
-    for folder in plan.folders:
+    log.log(NOTICE, "history: pruning %d folders and %d manifests of runs before %s "
+            "(retention.keep_days = %d)", len(plan.folders), len(plan.manifests),
+            plan.cutoff.isoformat(timespec="seconds"), settings.retention.keep_days)
+    for listed in plan.folders:
+        folder = fetch_folder(settings, deps, window, listed)
         log.info("history: pruning folder %s: %d objects, %s", folder.name,
                  len(folder.objects), format_bytes(folder.bytes))
         argv = hist.build_prune_folder_argv(settings, config_path=window.config_path,
@@ -179,17 +308,19 @@ def remove_old_history(settings: Settings, deps: Deps, window: Window) -> hist.P
     return plan
 
 
-def record_history(settings: Settings, deps: Deps, window: Window) -> Window:
+def record_history(settings: Settings, deps: Deps, window: Window,
+                   view: MirrorView | None = None) -> Window:
     """After a successful sync: write the run's manifest, then prune old history.
 
-    Return the window used (fresh credentials if the sync used up the first ones). Does
-    nothing when the history is off.
+    ``view``: the mirror as this run found it (its archive index serves the prune). Return
+    the window used (fresh credentials if the sync used up the first ones). Does nothing
+    when the history is off.
     """
     if not settings.destination.history_on:
         return window
     window = fresh_window(settings, deps, window, "run")
     write_manifest(settings, deps, window)
-    remove_old_history(settings, deps, window)
+    remove_old_history(settings, deps, window, view.index if view is not None else None)
     return window
 
 

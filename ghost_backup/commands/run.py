@@ -3,11 +3,11 @@
     runtime dir proven tmpfs -> lock -> source guard -> rclone version
     -> rclone's listing of the source (empty to rclone? shrunk since the last success?)
     -> credential fetch (audit line) -> per-run dir + config -> [database dumps (READY,
-    watchdog), each streamed to the destination] -> listing of the backup (shrink guard
-    without a state file; deletion pre-flight) -> rclone child (READY, progress, watchdog,
-    deadline), again with fresh keys while windows end
-    -> [success: manifest, prune old history] -> finally: STOPPING, shred config,
-    remove per-run dir, unlock
+    watchdog), each streamed to the destination] -> the backup as the last run's record or
+    one listing shows it (shrink guard without a state file; deletion pre-flight)
+    -> rclone child (READY, progress, watchdog, deadline), again with fresh keys while
+    windows end -> [success: manifest (rclone's --dest-after, no listing), prune]
+    -> finally: STOPPING, shred config, remove per-run dir, unlock
     -> state file + metrics textfile -> alerts
 
 The shared lifecycle is :func:`~ghost_backup.commands.context.command_scope`; collaborators
@@ -47,7 +47,15 @@ from ghost_backup.commands.guards import (
     plan_deletes,
     resolve_delete_limit,
 )
-from ghost_backup.commands.history import fresh_window, record_history, write_manifest
+from ghost_backup.commands.history import (
+    MirrorView,
+    dest_after_path,
+    fetch_mirror_view,
+    fresh_window,
+    record_history,
+    take_mirror_record,
+    write_manifest,
+)
 from ghost_backup.credentials.sources import CredentialSource, build_source
 from ghost_backup.errors import (
     DatabaseFailed,
@@ -71,6 +79,7 @@ from ghost_backup.rclone.progress import (
     format_bytes,
     format_progress,
     format_summary,
+    is_failed_attempt,
     is_max_delete_refusal,
 )
 from ghost_backup.report import metrics, state
@@ -122,6 +131,9 @@ def _sync(settings: Settings, deps: Deps, window: Window, number: int,
     # Each window archives into its own folder: a second --backup-dir run into the same
     # folder would overwrite the version the first window moved there (measured, 1.75.2).
     stamp = archive_folder(window.run_id, number)
+    report = dest_after_path(window) if settings.destination.history_on else None
+    if report is not None:
+        report.unlink(missing_ok=True)  # an earlier window's report never counts
     argv = rclone.build_sync_argv(
         settings,
         config_path=window.config_path,
@@ -130,6 +142,7 @@ def _sync(settings: Settings, deps: Deps, window: Window, number: int,
         archive_stamp=stamp,
         cache_dir=open_hash_cache(settings, window),
         max_delete=backstop,
+        dest_after=report,
     )
     env = window.child_env(deps)
     status = StatusThrottle(deps.notifier, STATUS_INTERVAL_SECONDS, deps.monotonic)
@@ -150,6 +163,11 @@ def _sync(settings: Settings, deps: Deps, window: Window, number: int,
             refusals[0] += 1
             if refusals[0] > 1:
                 return
+        if is_failed_attempt(event) and report is not None:
+            # rclone starts the whole sync again: the report would mix both attempts' lines
+            # (an object the first copied and the second deleted would stay in it), so the
+            # manifest comes from a listing instead.
+            report.unlink(missing_ok=True)
         log_rclone_event(event)
         if event.stats is not None:
             status.update(format_progress(event.stats))
@@ -526,8 +544,10 @@ def _guard_shrink(settings: Settings, now: Figures, before: Figures, what: str,
 
 
 def _preflight(settings: Settings, deps: Deps, window: Window, listing: rclone.Inventory,
-               *, baseline_known: bool, allow_shrink: bool) -> int | None:
-    """List the backup once; judge the shrink (no state file) and the deletions.
+               view: MirrorView | None, *, baseline_known: bool,
+               allow_shrink: bool) -> int | None:
+    """Judge the shrink (no state file) and the deletions against the backup: ``view`` (the
+    history's picture of the mirror), else one listing of it.
 
     Return rclone's ``--max-delete`` backstop. Raise SourceRefused or DeleteGuardTripped
     before anything at the destination is touched.
@@ -535,7 +555,7 @@ def _preflight(settings: Settings, deps: Deps, window: Window, listing: rclone.I
     setting = settings.rclone.max_delete
     if baseline_known and setting == 0:
         return None
-    backup = fetch_inventory(settings, deps, window)
+    backup = view.inventory if view is not None else fetch_inventory(settings, deps, window)
     now = Figures(listing.files, listing.bytes)
     if not baseline_known and backup.files:
         _guard_shrink(settings, now, Figures(backup.files, backup.bytes), "the backup",
@@ -583,12 +603,16 @@ def _run(
             if baseline is not None:
                 _guard_shrink(settings, now, baseline, "the last successful run", allow_shrink)
             dump_failures: list[str | None] = [None]
+            views: list[MirrorView | None] = [None]
 
             def prepare(window: Window) -> int | None:
                 # Dumps first: a guard refusing the file sync must not cost a night's dumps.
                 dump_failures[0] = format_dump_failures(
                     _dump_databases(settings, deps, window, facts))
-                return _preflight(settings, deps, window, listing,
+                record = take_mirror_record(settings)  # gone before this run can change it
+                if settings.destination.history_on:
+                    views[0] = fetch_mirror_view(settings, deps, window, record)
+                return _preflight(settings, deps, window, listing, views[0],
                                   baseline_known=baseline is not None, allow_shrink=allow_shrink)
 
             result, window = _sync_in_windows(settings, deps, scope, source, facts,
@@ -611,7 +635,7 @@ def _run(
                 raise DatabaseFailed(f"{dump_failure}; the file sync finished"
                                      + _keep_files_restore_point(settings, deps, window))
             # Only a successful run prunes old history (files and dumps).
-            window = record_history(settings, deps, window)
+            window = record_history(settings, deps, window, views[0])
             _prune_dumps(settings, deps, window)
             log.log(NOTICE, "backup run %s finished successfully", run_id)
             return ExitCode.OK, "backup finished"

@@ -155,6 +155,7 @@ def build_sync_argv(
     dry_run: bool = False,
     cache_dir: Path | None = None,
     max_delete: int | None = None,
+    dest_after: Path | None = None,
 ) -> tuple[str, ...]:
     """Return the argv for ``rclone sync`` of the source to the destination.
 
@@ -167,8 +168,9 @@ def build_sync_argv(
     (``history.archive_folder`` of the run id and credential window); no ``--backup-dir``
     when the history is off. ``dry_run`` adds ``--dry-run`` and leaves out ``--max-delete``:
     nothing is changed, and the operator should see every deletion the real run would
-    attempt. ``cache_dir``
-    defaults to :func:`hash_cache_dir`.
+    attempt. ``cache_dir`` defaults to :func:`hash_cache_dir`. ``dest_after``: rclone writes
+    what the destination holds after the sync there, in the manifest's format (path, size,
+    MD5, tab-separated), from its own listing and transfers: no request of its own.
     """
     rc = settings.rclone
     argv: list[str] = [
@@ -190,6 +192,8 @@ def build_sync_argv(
         # rclone/history.py), never destroyed.
         archive = f"{settings.destination.archive_path}/{archive_stamp}"
         argv += ["--backup-dir", remote_path(settings, archive)]
+    if dest_after is not None:
+        argv += ["--dest-after", str(dest_after), "--format", "psh", "--separator", "\t"]
     argv += build_deadline_flags(max_duration_seconds)
     argv += list(rc.extra_args)
     return tuple(argv)

@@ -23,12 +23,19 @@ else from the mirror. Paths created after P are not in M and are never copied.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from ghost_backup.rclone.command import _probe_flags, build_common_flags, remote_path
+from ghost_backup.rclone.command import (
+    _probe_flags,
+    build_common_flags,
+    build_source_filter_flags,
+    remote_path,
+)
 from ghost_backup.rclone.progress import format_bytes
 from ghost_backup.settings import Settings
 
@@ -145,7 +152,8 @@ class ArchiveListing:
 
 def parse_archive_listing(text: str) -> ArchiveListing:
     """Given ``rclone lsf -R --files-only -F ps -s TAB`` of ``<archive_path>``, return it
-    grouped: manifests (run ids) and folders, each sorted oldest first.
+    grouped: manifests (run ids) and folders, each sorted oldest first. Given the top level
+    only (``lsf -F ps``, folders as ``<name>/``), the folders come without their objects.
 
     Entries that are neither (an operator's own files) are kept in ``other`` and never
     touched by pruning.
@@ -165,7 +173,9 @@ def parse_archive_listing(text: str) -> ArchiveListing:
             else:
                 other.append(path)
         elif parse_folder(top) is not None:
-            folders.setdefault(top, {})[rel] = int(size) if size.isdigit() else 0
+            objects = folders.setdefault(top, {})
+            if rel:  # "<folder>/" alone is the folder itself (a listing of the top level)
+                objects[rel] = int(size) if size.isdigit() else 0
         else:
             other.append(path)
     built = []
@@ -174,6 +184,68 @@ def parse_archive_listing(text: str) -> ArchiveListing:
         built.append(Folder(name, run_id, window, objects))
     built.sort(key=lambda f: (f.run_id, f.window))
     return ArchiveListing(tuple(sorted(set(manifests))), tuple(built), tuple(sorted(other)))
+
+
+# --- the mirror record (what the last successful run left, kept in the state dir) --------------
+
+RECORD_NAME = "mirror.manifest"
+_RECORD_HEADER = "# ghost-backup mirror record"
+
+
+@dataclass(frozen=True)
+class MirrorRecord:
+    """The manifest a successful run uploaded, kept beside the state file: the next run's
+    picture of the mirror without listing it (no secret: paths, sizes and MD5s)."""
+
+    run_id: str
+    key: str
+    text: str
+
+
+def build_mirror_key(settings: Settings) -> str:
+    """Return a fingerprint of what the record describes: the destination and the filters.
+
+    A record made for another bucket, prefix, endpoint or filter set never describes this
+    run's mirror (the manifest lists the mirror through the sync's own filters).
+    """
+    facts = [settings.destination.model_dump(mode="json"),
+             list(build_source_filter_flags(settings))]
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def render_record(run_id: str, key: str, text: str) -> str:
+    """Return the record file's text: one header line, then the manifest as uploaded."""
+    return f"{_RECORD_HEADER} {run_id} {key}\n{text}"
+
+
+def parse_record(text: str) -> MirrorRecord:
+    """Given a record file's text, return it; raise ValueError if it is not one."""
+    header, newline, body = text.partition("\n")
+    fields = header.removeprefix(_RECORD_HEADER).split()
+    if not newline or not header.startswith(_RECORD_HEADER) or len(fields) != 2 \
+            or parse_run_time(fields[0]) is None:
+        raise ValueError("not a mirror record")
+    parse_manifest(body)  # raises on a damaged line
+    return MirrorRecord(fields[0], fields[1], body)
+
+
+def judge_record(record: MirrorRecord, index: ArchiveListing, key: str) -> str | None:
+    """Return why ``record`` does not describe the mirror now, or None when it does.
+
+    It does when it was made for this destination and filters, its run's manifest is the
+    newest restore point, and no later run left an archive folder (a later run that failed
+    after overwriting or deleting). A later run that only added objects cannot hide: every
+    run deletes the record before its sync starts.
+    """
+    if record.key != key:
+        return "it was made for another destination or other filters"
+    newest = index.manifests[-1] if index.manifests else None
+    if newest != record.run_id:
+        return f"the newest restore point is {newest or 'none'}, not {record.run_id}"
+    later = [f.name for f in index.folders if f.run_id > record.run_id]
+    if later:
+        return f"run {later[0]} changed the mirror after it"
+    return None
 
 
 # --- choosing a point ------------------------------------------------------------------------
@@ -462,10 +534,13 @@ def build_mirror_manifest_argv(settings: Settings, *, config_path: Path,
     """Return the argv listing the mirror as a manifest (path, size, MD5; one a line).
 
     One ListObjectsV2 call per 1000 objects with ``--fast-list``; the MD5 comes from the ETag,
-    so no HEAD per object (multipart uploads excepted).
+    so no HEAD per object (multipart uploads excepted). The sync's own filters apply: the
+    same listing is the deletion pre-flight's picture of the backup, and objects the sync
+    never touches (excluded since) are not part of any night's restore point.
     """
     argv = [settings.rclone.binary, "lsf", "-R", "--files-only", "--format", "psh",
-            "--separator", SEPARATOR, remote_path(settings), *_flags(config_path, work_dir)]
+            "--separator", SEPARATOR, remote_path(settings), *_flags(config_path, work_dir),
+            *build_source_filter_flags(settings)]
     if settings.rclone.fast_list:
         argv.append("--fast-list")
     return tuple(argv)
@@ -476,6 +551,25 @@ def build_archive_listing_argv(settings: Settings, *, config_path: Path,
     """Return the argv listing every object under ``<archive_path>`` (path, size)."""
     argv = [settings.rclone.binary, "lsf", "-R", "--files-only", "--format", "ps",
             "--separator", SEPARATOR, archive_remote(settings), *_flags(config_path, work_dir)]
+    if settings.rclone.fast_list:
+        argv.append("--fast-list")
+    return tuple(argv)
+
+
+def build_archive_index_argv(settings: Settings, *, config_path: Path,
+                             work_dir: Path) -> tuple[str, ...]:
+    """Return the argv listing the top level of ``<archive_path>``: the manifests and the
+    folder names, one ListObjectsV2 call per 1000 of them, whatever the folders hold."""
+    return (settings.rclone.binary, "lsf", "--format", "ps", "--separator", SEPARATOR,
+            archive_remote(settings), *_flags(config_path, work_dir))
+
+
+def build_folder_listing_argv(settings: Settings, *, config_path: Path, work_dir: Path,
+                              name: str) -> tuple[str, ...]:
+    """Return the argv listing every object of archive folder ``name`` (path, size)."""
+    argv = [settings.rclone.binary, "lsf", "-R", "--files-only", "--format", "ps",
+            "--separator", SEPARATOR, archive_remote(settings, name),
+            *_flags(config_path, work_dir)]
     if settings.rclone.fast_list:
         argv.append("--fast-list")
     return tuple(argv)

@@ -8,6 +8,7 @@ and unknown keys are tolerated; a line that is not JSON (a Go panic, say) is kep
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,6 +18,7 @@ PRIORITY_BY_LEVEL = {
     "warning": 4, "notice": 5, "info": 6, "debug": 7,
 }
 _UNPARSED_PRIORITY = 4
+_FAILED_ATTEMPT_RE = re.compile(r"Attempt \d+/\d+ failed")
 # json.loads() minus its argument checks: one call per rclone line (docs/performance.md).
 _decode_json = json.JSONDecoder().decode
 
@@ -127,6 +129,13 @@ def add_stats(before: Stats, window: Stats) -> Stats:
         fatal_error=window.fatal_error,
         last_error=window.last_error,
     )
+
+
+def is_failed_attempt(event: LogEvent) -> bool:
+    """Return True for rclone's line when a whole attempt failed and it starts another
+    (``Attempt 1/3 failed with 2 errors``, ``--retries``): reports written during the sync
+    (``--dest-after``) then hold the failed attempt's lines too."""
+    return event.priority <= 3 and _FAILED_ATTEMPT_RE.match(event.message) is not None
 
 
 def is_max_delete_refusal(event: LogEvent) -> bool:

@@ -237,7 +237,7 @@ def test_a_successful_run_prunes_history_older_than_keep_days_and_a_failed_one_n
     done = stack.run("run", "--allow-shrink")
     assert done.returncode == 0, done.stderr
     assert f"history: pruning folder {OLD_RUN}: 1 objects, 11 B" in done.stderr
-    assert "pruning 1 folders (1 objects) and 1 manifests" in done.stderr
+    assert "pruning 1 folders and 1 manifests" in done.stderr
     assert not old_folder.exists()
     assert not (stack.history_dir / f"{OLD_RUN}.manifest").exists()
     assert (stack.history_dir / "README.txt").is_file()  # not ours: never pruned

@@ -124,6 +124,9 @@ if sys.argv[1] == "lsf":
     sys.exit(0)
 if sys.argv[1] in ("copyto", "delete", "deletefile", "cat"):
     sys.exit(0)
+if "--dest-after" in sys.argv:  # what the mirror holds after the sync (the manifest)
+    with open(sys.argv[sys.argv.index("--dest-after") + 1], "w") as report:
+        report.write("a.txt\t3\t900150983cd24fb0d6963f7d28e17f72\\n")
 print(json.dumps({{"level": "info", "msg": "done", "stats": {{"bytes": 3, "transfers": {transfers},
                   "checks": 0, "deletes": 0, "errors": 0}}}}), flush=True)
 sys.exit({code})
@@ -199,11 +202,12 @@ def test_run_fetches_once_then_syncs_with_keys_and_stops_before_cleanup(world) -
     proxy, recorder = FakeProxy(events=events), Recorder(world["runtime"], events)
     report = run_backup(_settings(world, _rclone(world["tools"])), _deps(proxy, recorder))
     assert report.exit_code == ExitCode.OK
-    # The source is listed before any key exists; the backup with the keys before the sync;
-    # after the sync, with the same keys: list the mirror, upload the manifest, list the
-    # history to prune it (nothing old here)
-    assert _calls(world["tools"]) == ["version nokeys", "lsf nokeys", "lsf keys", "sync keys",
-                                      "lsf keys", "copy keys", "lsf keys"]
+    # The source is listed before any key exists; with the keys, before the sync: the
+    # history's top level and (no record of a last run) the mirror; after the sync, with the
+    # same keys: upload its --dest-after report as the manifest (the top level listed before
+    # the sync serves the prune: nothing old here)
+    assert _calls(world["tools"]) == ["version nokeys", "lsf nokeys", "lsf keys", "lsf keys",
+                                      "sync keys", "copy keys"]
     steps = [e.split(" dirs=")[0].split(" ")[0] for e in events
              if not e.startswith("STATUS=")]
     assert steps == ["alert-start", "fetch", "READY=1", "STOPPING=1", "alert-finish"]
@@ -339,7 +343,8 @@ def test_run_cut_off_by_each_window_continues_with_fresh_keys_up_to_max_windows(
     run_id = report.run_id
     assert proxy.request_ids == [run_id, f"{run_id}.w2", f"{run_id}.w3"]
     assert _calls(world["tools"]) == [
-        "version nokeys", "lsf nokeys", "lsf keys", "sync keys", "sync keys", "sync keys"]
+        "version nokeys", "lsf nokeys", "lsf keys", "lsf keys", "sync keys", "sync keys",
+        "sync keys"]
     assert report.stats is not None
     assert report.stats.transfers == 3
     _no_leftovers(world)
