@@ -179,3 +179,12 @@ def test_dry_run_sync_argv_adds_dry_run_and_drops_max_delete() -> None:
     assert "--dry-run" in argv
     assert "--max-delete" not in argv  # every deletion the real run would attempt is shown
     assert argv[:4] == _argv()[:4]
+
+
+def test_the_sync_reports_the_mirror_after_it_in_the_manifests_format() -> None:
+    assert "--dest-after" not in _argv()
+    argv = build_sync_argv(SETTINGS, config_path=Path("/c"), work_dir=Path("/w"),
+                           max_duration_seconds=60, dest_after=Path("/w/after"))
+    at = argv.index("--dest-after")
+    assert argv[at:at + 6] == ("--dest-after", "/w/after", "--format", "psh",
+                               "--separator", "\t")

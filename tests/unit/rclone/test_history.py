@@ -204,3 +204,69 @@ def test_check_warns_when_the_history_is_off() -> None:
     assert format_checklist((on,)).startswith("[ok]   history: on: ")
     assert format_checklist((off,)).startswith("[warn] history: OFF")
     assert off.passed is True  # a warning never fails the check
+
+
+# --- the mirror record and the archive's top level -------------------------------------------
+
+def test_the_top_level_listing_gives_folders_without_objects_and_the_manifests() -> None:
+    listing = _listing(f"{R1}/\t-1", f"{R1}.manifest\t10", f"{R2}.w2/\t-1", "notes.txt\t3")
+    # the folders come empty: their objects are listed only when they are pruned
+    assert [(f.name, f.objects) for f in listing.folders] == [(R1, {}), (f"{R2}.w2", {})]
+    assert listing.manifests == (R1,)
+    assert listing.other == ("notes.txt",)
+
+
+def _key(**dest: object) -> str:
+    return hist.build_mirror_key(parse_settings({"destination": {**DEST, **dest}}, {}))
+
+
+def test_the_record_round_trips_and_refuses_what_is_not_one() -> None:
+    text = "a.txt\t3\t900150983cd24fb0d6963f7d28e17f72\n"
+    record = hist.parse_record(hist.render_record(R2, _key(), text))
+    assert (record.run_id, record.key, record.text) == (R2, _key(), text)
+    for bad in ("", text, f"# ghost-backup mirror record {R2}\n{text}",
+                f"# ghost-backup mirror record not-a-run {_key()}\n{text}",
+                f"# ghost-backup mirror record {R2} {_key()}\na.txt\tbig\tx\n"):
+        with pytest.raises(ValueError):
+            hist.parse_record(bad)
+
+
+def test_the_key_changes_with_the_destination_and_the_filters() -> None:
+    base = _key()
+    assert base == _key()
+    assert base != _key(path="other")
+    assert base != _key(bucket="another-bucket")
+    assert base != _key(endpoint="https://example.invalid")
+    excluded = hist.build_mirror_key(parse_settings(
+        {"destination": DEST, "source": {"exclude": ["*.tmp"]}}, {}))
+    assert base != excluded
+
+
+@pytest.mark.parametrize(("lines", "key", "why"), [
+    ((f"{R1}/\t-1", f"{R1}.manifest\t9", f"{R2}/\t-1", f"{R2}.manifest\t9"), None, None),
+    ((f"{R2}.manifest\t9",), "other", "another destination or other filters"),
+    ((f"{R1}.manifest\t9",), None, f"the newest restore point is {R1}, not {R2}"),
+    ((), None, f"the newest restore point is none, not {R2}"),
+    ((f"{R2}.manifest\t9", f"{R3}.manifest\t9"), None, f"newest restore point is {R3}"),
+    # a later run failed after overwriting or deleting: its folder, no manifest
+    ((f"{R2}.manifest\t9", f"{R3}/\t-1"), None, f"run {R3} changed the mirror after it"),
+    ((f"{R2}.manifest\t9", f"{R2}.w2/\t-1", f"{R3}.w2/\t-1"), None, f"run {R3}.w2 changed"),
+])
+def test_a_record_is_trusted_only_while_no_later_run_touched_the_mirror(
+        lines: tuple[str, ...], key: str | None, why: str | None) -> None:
+    record = hist.MirrorRecord(R2, _key(), "a.txt\t3\tx\n")
+    verdict = hist.judge_record(record, _listing(*lines), key or _key())
+    if why is None:
+        assert verdict is None
+    else:
+        assert verdict is not None
+        assert why in verdict
+
+
+def test_the_mirror_manifest_listing_uses_the_syncs_filters() -> None:
+    s = parse_settings({"destination": DEST, "source": {"exclude": ["*.tmp"]}}, {})
+    argv = hist.build_mirror_manifest_argv(s, config_path=Path("/c"), work_dir=Path("/w"))
+    assert list(argv[argv.index("--exclude"):][:2]) == ["--exclude", "*.tmp"]
+    index = hist.build_archive_index_argv(s, config_path=Path("/c"), work_dir=Path("/w"))
+    assert "-R" not in index  # the top level only
+    assert "--fast-list" not in index

@@ -13,6 +13,7 @@ from ghost_backup.rclone.progress import (
     format_duration,
     format_progress,
     format_summary,
+    is_failed_attempt,
     is_max_delete_refusal,
     is_routine_notice,
     parse_line,
@@ -132,3 +133,14 @@ def test_max_delete_refusal_is_recognised_only_at_error(line: str, refusal: bool
 ])
 def test_the_hasher_banner_is_routine_and_nothing_else_is(line: str, routine: bool) -> None:
     assert is_routine_notice(parse_line(line)) is routine
+
+
+@pytest.mark.parametrize(("line", "failed"), [
+    ('{"level":"error","msg":"Attempt 1/3 failed with 2 errors and: directory not found"}', True),
+    ('{"level":"error","msg":"Attempt 3/3 failed with 1 errors"}', True),
+    ('{"level":"info","msg":"Attempt 2/3 succeeded"}', False),
+    ('{"level":"info","msg":"Attempt 1/3 failed with 2 errors"}', False),
+    ('{"level":"error","msg":"x.jpg: Failed to copy: Attempt 1/3 failed"}', False),
+])
+def test_a_failed_attempt_of_the_whole_sync_is_recognised(line: str, failed: bool) -> None:
+    assert is_failed_attempt(parse_line(line)) is failed
