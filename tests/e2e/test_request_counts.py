@@ -8,8 +8,10 @@ no file content read (R2 bills HEAD as Class B; the night must not grow with the
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -24,7 +26,7 @@ from pydantic import SecretStr
 from ghost_backup import rclone
 from ghost_backup.credentials.model import Credentials
 from ghost_backup.settings import Settings, parse_settings
-from tests.helpers import RCLONE, find_canaries, make_tree
+from tests.helpers import RCLONE, Stack, find_canaries, make_tree
 from tests.support.countproxy import CountingProxy
 from tests.support.devstack import S3Server, canary_keys, start_s3_server
 
@@ -234,3 +236,95 @@ def test_one_file_system_holds_through_the_hasher(bed: Bed) -> None:
     listed = done.stdout.splitlines()
     assert len(listed) == FILES
     assert not any(name.startswith("mnt/") for name in listed)
+
+
+# --- the whole `ghost-backup run`, history included --------------------------------------------
+
+def _mirror_lines(mirror: Path) -> set[str]:
+    """Return the mirror as manifest lines (path, size, MD5), read from serve s3's files."""
+    return {f"{p.relative_to(mirror)}\t{p.stat().st_size}\t"
+            f"{hashlib.md5(p.read_bytes()).hexdigest()}"  # noqa: S324 - S3's ETag is MD5
+            for p in mirror.rglob("*") if p.is_file()}
+
+
+def _manifest_lines(stack: Stack, stderr: str) -> set[str]:
+    run_id = re.search(r"backup run (\S+) starting", stderr)
+    assert run_id is not None
+    return set((stack.history_dir / f"{run_id[1]}.manifest").read_text().splitlines())
+
+
+def test_a_whole_run_on_a_no_change_night_costs_one_listing_of_the_mirror(
+        stack: Stack) -> None:
+    """The supervisor adds one LIST (the history's top level) and one PUT (the manifest) to
+    the sync's own listing: the mirror is neither listed for the deletion pre-flight (the
+    last run's record) nor for the manifest (the sync's --dest-after report)."""
+    proxy = CountingProxy(stack.s3.port).start()
+    try:
+        stack.overrides["destination"] = {"endpoint": proxy.endpoint}
+        stack.overrides["source"] = {"exclude": ["*.tmp"]}
+        make_tree(stack.source, FILES)
+        (stack.source / "dir0" / "scratch.tmp").write_bytes(b"never backed up")
+        first = stack.run("run")
+        assert first.returncode == 0, first.stderr
+        assert _manifest_lines(stack, first.stderr) == _mirror_lines(stack.bucket_dir)
+        record = stack.tmp / "state" / "mirror.manifest"
+        assert oct(record.stat().st_mode & 0o777) == "0o600"
+        proxy.take()
+
+        night = stack.run("run")
+        assert night.returncode == 0, night.stderr
+        assert "(its record); not listed" in night.stderr
+        # FILES objects: ceil(FILES/1000) = 1 LIST for the sync, 1 for the history's top
+        # level, 1 PUT for the manifest; no HEAD, no GET (issue 16: <= ceil(N/1000) + 5).
+        assert proxy.take() == {"LIST": 2, "PUT": 1}
+        assert _manifest_lines(stack, night.stderr) == _mirror_lines(stack.bucket_dir)
+
+        time.sleep(0.01)
+        files = sorted(stack.source.rglob("*.dat"))
+        for path in files[:2]:  # same size, new content
+            path.write_bytes(bytes(b ^ 0xFF for b in path.read_bytes()))
+        files[2].unlink()
+        (stack.source / "dir1" / "new.dat").write_bytes(b"born tonight")
+        _next_second()
+        changed = stack.run("run", "--allow-shrink")
+        assert changed.returncode == 0, changed.stderr
+        counts = proxy.take()
+        assert counts["LIST"] == 2  # still no listing of the mirror of its own
+        assert counts.get("GET", 0) == 0
+        assert _manifest_lines(stack, changed.stderr) == _mirror_lines(stack.bucket_dir)
+        assert not any(line.startswith("dir0/scratch.tmp") for line in
+                       _manifest_lines(stack, changed.stderr))
+
+        record.unlink()  # lost state dir: the run lists the mirror once more, nothing else
+        _next_second()
+        relisted = stack.run("run")
+        assert relisted.returncode == 0, relisted.stderr
+        assert proxy.take() == {"LIST": 3, "PUT": 1}
+        assert find_canaries(stack.secrets, dirs=[stack.tmp / "state"]) == []
+    finally:
+        proxy.stop()
+
+
+def test_a_record_left_by_an_earlier_run_is_not_trusted_once_a_later_run_changed_the_mirror(
+        stack: Stack) -> None:
+    """A record restored from an old copy of the state dir (or a later run that failed after
+    archiving) names a run that is no longer the newest point: the mirror is listed."""
+    make_tree(stack.source, 10)
+    assert stack.run("run").returncode == 0
+    record = stack.tmp / "state" / "mirror.manifest"
+    old = record.read_text()
+    _next_second()
+    (sorted(stack.source.rglob("*.dat"))[0]).write_bytes(b"changed")
+    assert stack.run("run").returncode == 0
+    record.write_text(old)  # the first run's record, the mirror has moved on since
+    _next_second()
+    night = stack.run("run")
+    assert night.returncode == 0, night.stderr
+    assert "not using the mirror record of run" in night.stderr
+    assert "the newest restore point is" in night.stderr
+    assert _manifest_lines(stack, night.stderr) == _mirror_lines(stack.bucket_dir)
+
+
+def _next_second() -> None:
+    # Run ids sort by their start second; two runs in one second never happen for real.
+    time.sleep(1.05 - (time.time() % 1.0))
