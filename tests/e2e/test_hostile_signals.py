@@ -54,7 +54,7 @@ def test_other_fatal_signals_stop_the_run_like_sigterm(
 
 def _listing_stack(stack: Stack, tmp_path: Path, command: str) -> list[str]:
     make_tree(stack.source, 3)
-    fake = _fake_rclone(tmp_path, "hanging-lsf", HANGING_LISTING)
+    fake = _fake_rclone(tmp_path, "hanging-lsf", HANGING_LISTING, all_listings=False)
     stack.overrides["rclone"] = {"binary": str(fake)}
     if command == "check":
         return ["check"]

@@ -161,20 +161,22 @@ while True:
 
 
 # The run asks `rclone version` before it fetches keys; every fake answers that much, and
-# hands the guards' listings (`rclone lsf` of the source and of the backup, which carry the
-# sync's filters) to the real one.
+# hands listings to the real one: by default every `rclone lsf` (the source, the history's
+# top level, the mirror: the fakes play the sync), or only those carrying the sync's filters
+# (the source and the mirror: a fake that plays a listing of the bucket).
 PRELUDE = """import os, sys
 if sys.argv[1:2] == ["version"]:
     print("rclone v1.75.2")
     sys.exit(0)
-if sys.argv[1:2] == ["lsf"] and "--one-file-system" in sys.argv:
+if sys.argv[1:2] == ["lsf"] and (ALL_LISTINGS or "--one-file-system" in sys.argv):
     os.execv(REAL, [REAL, *sys.argv[1:]])
 """
 
 
-def _fake_rclone(tmp_path: Path, name: str, body: str) -> Path:
+def _fake_rclone(tmp_path: Path, name: str, body: str, *, all_listings: bool = True) -> Path:
     path = tmp_path / f"{name}.py"
-    path.write_text(f"#!{sys.executable}\nREAL = {RCLONE!r}\n{PRELUDE}{body}")
+    path.write_text(f"#!{sys.executable}\nREAL = {RCLONE!r}\nALL_LISTINGS = {all_listings}\n"
+                    f"{PRELUDE}{body}")
     path.chmod(0o755)
     return path
 
