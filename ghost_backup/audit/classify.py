@@ -68,8 +68,10 @@ _ID_CONTEXT_RE = re.compile(
     re.IGNORECASE,
 )
 _RCLONE_ENCRYPTED_MARK = "RCLONE_ENCRYPT_V0:"
+# ``*.manifest``: ghost-backup's own manifests (path, size, MD5 per object), such as the
+# mirror record in the state dir.
 _IDENTIFIER_FILES = ("machine-id", "*SUMS", "*.sha1", "*.sha256", "*.sha512", "*.md5",
-                     "*.sum", "*.lock", "*-lock.json")
+                     "*.sum", "*.lock", "*-lock.json", "*.manifest")
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _MIN_CLASS_SWITCHES = 18  # see _looks_random; random base64 of 40 chars averages 25
 
@@ -294,8 +296,8 @@ def decode_text(data: bytes) -> tuple[str, bool]:
 def holds_identifiers(name: str) -> bool:
     """Return True for file names whose hex content is an identifier by nature.
 
-    ``machine-id`` is 32 hex digits, checksum lists are lines of digests: only assignments
-    are looked for in them, not bare shapes.
+    ``machine-id`` is 32 hex digits, checksum lists and manifests are lines of digests: only
+    assignments are looked for in them, not bare shapes.
     """
     return any(fnmatch.fnmatch(name, pattern) for pattern in _IDENTIFIER_FILES)
 

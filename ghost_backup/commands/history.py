@@ -175,8 +175,11 @@ def write_mirror_record(settings: Settings, run_id: str, text: str) -> None:
                     path, err.strerror)
 
 
-def fetch_archive_index(settings: Settings, deps: Deps, window: Window) -> hist.ArchiveListing:
-    """List the top level of ``<archive_path>``: manifests and folder names, no objects."""
+def fetch_archive_index(settings: Settings, deps: Deps, window: Window, *,
+                        what: str = "cannot list the history: ") -> hist.ArchiveListing:
+    """List the top level of ``<archive_path>``: manifests and folder names, no objects.
+
+    ``what`` starts the error line (the run's first listing with keys names the backup)."""
     argv = hist.build_archive_index_argv(settings, config_path=window.config_path,
                                          work_dir=window.run_dir)
     result = _call(settings, deps, window, argv)
@@ -184,7 +187,7 @@ def fetch_archive_index(settings: Settings, deps: Deps, window: Window) -> hist.
         return hist.ArchiveListing((), ())
     if result.returncode != 0:
         raise classify_list_failure(result.returncode, result.stderr,
-                                    what="cannot list the history: ", redact=deps.redactor.redact)
+                                    what=what, redact=deps.redactor.redact)
     return hist.parse_archive_listing(result.stdout)
 
 
@@ -192,7 +195,7 @@ def fetch_mirror_view(settings: Settings, deps: Deps, window: Window,
                       record: hist.MirrorRecord | None) -> MirrorView:
     """Before the sync: return what the mirror holds, from the last run's ``record`` when it
     still describes the mirror (one small listing), else from a listing of the mirror."""
-    index = fetch_archive_index(settings, deps, window)
+    index = fetch_archive_index(settings, deps, window, what="cannot list the backup: ")
     if record is not None:
         why = hist.judge_record(record, index, hist.build_mirror_key(settings))
         if why is None:

@@ -21,6 +21,7 @@ from ghost_backup.audit.classify import (
     classify_line,
     classify_text,
     fingerprint,
+    holds_identifiers,
     parse_unit_references,
 )
 from ghost_backup.audit.plan import HostLocations, build_scan_plan, rebase
@@ -236,3 +237,13 @@ def test_reports_show_fingerprints_and_say_clean_or_not() -> None:
     whole = AuditReport(root="/", findings=(), unreadable=(), skipped=(), files_scanned=3,
                         seconds=0.01)
     assert "audit-host: clean: no S3/R2 key found" in format_report_text(whole)
+
+
+def test_a_manifest_of_md5s_is_identifiers_but_an_assignment_in_it_is_still_found() -> None:
+    md5 = hashlib.md5(b"x").hexdigest()  # noqa: S324 - an object's ETag, not security
+    assert classify_line(f"dir/a.jpg\t12\t{md5}")  # a bare MD5 has an R2 key id's shape
+    assert holds_identifiers("mirror.manifest")
+    assert holds_identifiers("20261128T020000Z-3fa1c2.manifest")
+    text = f"dir/a.jpg\t12\t{md5}\n"
+    assert classify_text(text, shapes=False) == ()
+    assert classify_text(f"{text}aws_secret_access_key = {R2_SECRET}\n", shapes=False)
