@@ -801,6 +801,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--night-sizes", default=None, metavar="N,N",
                         help="tree sizes of the nights step (default 1000,20000; "
                              "100000 is extrapolated unless listed)")
+    parser.add_argument("--startup-runs", type=int, default=None,
+                        help="runs of the start-up step (default 10), per tree")
     parser.add_argument("--startup-baseline", type=Path, default=None, metavar="DIR",
                         help="a checkout of older code (git worktree add --detach DIR REV) "
                              "whose start-up runs alternate with this tree's")
@@ -818,6 +820,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           "reps_many": min(args.reps, sizes.reps_many)}))
     if args.reps_many is not None:
         sizes = Sizes(**(asdict(sizes) | {"reps_many": args.reps_many}))
+    if args.startup_runs is not None:
+        sizes = Sizes(**(asdict(sizes) | {"startup_runs": args.startup_runs}))
     if args.night_sizes is not None:
         sizes = Sizes(**(asdict(sizes) | {"night_sizes": tuple(
             int(n) for n in args.night_sizes.split(",") if n.strip())}))
