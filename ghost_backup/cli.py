@@ -419,8 +419,8 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     )
     # The run's first child is rclone's listing of the source (issue 13: judged before any key
     # is requested), 50-100 ms of a Go process the supervisor only waits on. The credential
-    # fetch right after it needs the HTTP stack, tens of ms of imports: do them on a thread
-    # during that wait instead of after it (docs/performance.md, "Start-up").
+    # fetch right after it needs the HTTP stack, tens of ms of imports: do them while that
+    # child runs instead of after it (docs/performance.md, "Start-up").
     do_while_next_child_runs(_import_http_stack)
     report = run_backup(settings, deps, allow_shrink=args.allow_shrink)
     if report.interrupted:  # a shutdown: die of SIGTERM, a clean stop for systemd

@@ -20,8 +20,6 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -323,43 +321,20 @@ class Finished:
     seconds: float
 
 
-# Work handed to the next short child's wait (see do_while_next_child_runs).
+# Work handed to the next short child (see do_while_next_child_runs).
 _while_next_child: list[Callable[[], None]] = []
-# While that work runs, the main thread (reading the child's pipes) waits at most this long
-# for the GIL, not Python's default 5 ms, so the child seldom waits on a full pipe.
-_OVERLAP_SWITCH_INTERVAL = 0.0005
 
 
 def do_while_next_child_runs(work: Callable[[], None]) -> None:
-    """Have the next :func:`run_bounded` run ``work`` on a thread while its child runs.
+    """Have the next :func:`run_bounded` call ``work`` while its child runs.
 
-    The supervisor only waits on a short child (rclone's listing of the source: a Go process
-    on a core of its own), so work it needs right after costs no wall time there. The
-    thread starts after the child is forked and is joined before run_bounded returns: no
-    child is ever forked while it runs (``preexec_fn`` is not safe with threads; the
-    supervisor is otherwise single-threaded). ``work`` must not raise.
+    The supervisor only waits on a short child (rclone's listing of the source, a Go process
+    that runs on a core of its own), so work it needs right after costs no wall time there.
+    That child writes to memory files (memfd_create(2)) instead of pipes: it never waits for
+    us to read (``rclone lsf`` makes one write(2) per line, thousands of them), and ``work``
+    runs in our one thread, uninterrupted, while it does. ``work`` must not raise.
     """
     _while_next_child.append(work)
-
-
-def _start_pending_work() -> threading.Thread | None:
-    if not _while_next_child:
-        return None
-    works = list(_while_next_child)
-    _while_next_child.clear()
-
-    def run_all() -> None:
-        default = sys.getswitchinterval()
-        sys.setswitchinterval(_OVERLAP_SWITCH_INTERVAL)
-        try:
-            for work in works:
-                work()
-        finally:
-            sys.setswitchinterval(default)
-
-    thread = threading.Thread(target=run_all, name="while-child-runs", daemon=True)
-    thread.start()
-    return thread
 
 
 def run_bounded(
@@ -372,6 +347,10 @@ def run_bounded(
     dies. An exception (a signal) while it runs kills the group before it propagates.
     Raise OSError if it cannot be started (the caller names what failed).
     """
+    if _while_next_child:
+        works = list(_while_next_child)
+        _while_next_child.clear()
+        return _run_bounded_meanwhile(argv, env, timeout_seconds, works)
     started = time.monotonic()
     proc = subprocess.Popen(  # argv list, no shell; env from an allowlist
         list(argv),
@@ -384,7 +363,6 @@ def run_bounded(
         preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
     )
     timed_out = False
-    meanwhile = _start_pending_work()
     try:
         stdout, stderr = proc.communicate(timeout=timeout_seconds)
     except subprocess.TimeoutExpired:
@@ -396,10 +374,51 @@ def run_bounded(
         _signal_group(proc, signal.SIGKILL)
         proc.wait()
         raise
-    finally:
-        if meanwhile is not None:
-            meanwhile.join()
     return Finished(proc.returncode, stdout, stderr, timed_out, time.monotonic() - started)
+
+
+def _run_bounded_meanwhile(argv: Sequence[str], env: Mapping[str, str],
+                           timeout_seconds: float, works: list[Callable[[], None]]) -> Finished:
+    """:func:`run_bounded` with the child's output in memory files while ``works`` run."""
+    started = time.monotonic()
+    out_fd, err_fd = os.memfd_create("stdout"), os.memfd_create("stderr")
+    try:
+        proc = subprocess.Popen(  # argv list, no shell; env from an allowlist
+            list(argv),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out_fd,
+            stderr=err_fd,
+            process_group=0,
+            close_fds=True,
+            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
+        )
+        timed_out = False
+        try:
+            for work in works:
+                work()
+            proc.wait(timeout=max(0.0, started + timeout_seconds - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+            timed_out = True
+        except BaseException:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+            raise
+        stdout, stderr = _read_from_start(out_fd), _read_from_start(err_fd)
+    finally:
+        os.close(out_fd)
+        os.close(err_fd)
+    return Finished(proc.returncode, stdout, stderr, timed_out, time.monotonic() - started)
+
+
+def _read_from_start(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @dataclass(frozen=True)

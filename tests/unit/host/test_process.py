@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
-
-import pytest
 
 from ghost_backup.host.process import (
     StopRequest,
@@ -85,18 +82,30 @@ def test_deadline_sigterm_stops_a_well_behaved_child_at_term_at() -> None:
 
 
 
-def test_work_handed_to_the_next_child_runs_on_a_thread_while_it_runs_and_only_once() -> None:
-    seen: list[tuple[str, float]] = []
-    do_while_next_child_runs(
-        lambda: seen.append((threading.current_thread().name, time.monotonic())))
+def test_work_handed_to_the_next_child_runs_while_it_runs_and_only_once() -> None:
+    seen: list[float] = []
+    do_while_next_child_runs(lambda: seen.append(time.monotonic()))
+    # More output than a pipe holds (64 KiB), one write(2) per line as rclone lsf makes.
+    code = ("import os, time\n"
+            "for i in range(5000): os.write(1, b'%05d;a-path-of-some-length\\n' % i)\n"
+            "os.write(2, b'done\\n'); time.sleep(0.3)")
     started = time.monotonic()
-    done = run_bounded([sys.executable, "-c", "import time; time.sleep(0.5)"],
-                       {"PATH": "/usr/bin:/bin"}, timeout_seconds=10)
+    done = run_bounded([sys.executable, "-c", code], {"PATH": "/usr/bin:/bin"},
+                       timeout_seconds=10)
     assert done.returncode == 0
-    assert len(seen) == 1  # joined before run_bounded returned
-    name, at = seen[0]
-    assert name == "while-child-runs"
-    assert at - started < done.seconds  # while the child ran
-    assert sys.getswitchinterval() == pytest.approx(0.005)  # Python's default, restored
+    assert not done.timed_out
+    assert done.stdout.splitlines()[-1] == b"04999;a-path-of-some-length"
+    assert len(done.stdout.splitlines()) == 5000
+    assert done.stderr == b"done\n"
+    assert len(seen) == 1
+    assert seen[0] - started < done.seconds - 0.2  # while the child ran
     run_bounded([sys.executable, "-c", "pass"], {"PATH": "/usr/bin:/bin"}, timeout_seconds=10)
     assert len(seen) == 1  # handed to one child only
+
+
+def test_a_child_running_past_its_timeout_during_handed_work_is_killed() -> None:
+    do_while_next_child_runs(lambda: None)
+    done = run_bounded([sys.executable, "-c", "import time; time.sleep(30)"],
+                       {"PATH": "/usr/bin:/bin"}, timeout_seconds=0.5)
+    assert done.timed_out
+    assert done.returncode == -9
