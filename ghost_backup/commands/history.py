@@ -94,19 +94,23 @@ def fetch_archive_listing(settings: Settings, deps: Deps, window: Window) -> his
     return hist.parse_archive_listing(result.stdout)
 
 
-def fetch_mirror_manifest(settings: Settings, deps: Deps, window: Window) -> tuple[str,
-                                                                                  hist.Manifest]:
-    """List the mirror as a manifest; return its text and parsed form."""
+def fetch_mirror_listing(settings: Settings, deps: Deps, window: Window) -> str:
+    """List the mirror as a manifest (through the sync's filters); return the text."""
     argv = hist.build_mirror_manifest_argv(settings, config_path=window.config_path,
                                            work_dir=window.run_dir)
     result = _call(settings, deps, window, argv)
     if _is_missing(result):
-        return "", {}
+        return ""
     if result.returncode != 0:
         raise classify_list_failure(result.returncode, result.stderr,
                                     what="cannot list the mirror: ", redact=deps.redactor.redact)
+    return result.stdout
+
+
+def fetch_mirror_manifest(settings: Settings, deps: Deps, window: Window) -> hist.Manifest:
+    """List the mirror as a manifest and parse it."""
     try:
-        return result.stdout, hist.parse_manifest(result.stdout)
+        return hist.parse_manifest(fetch_mirror_listing(settings, deps, window))
     except ValueError as err:
         raise RcloneFailed(f"mirror listing not understood: {err}") from None
 
@@ -130,15 +134,9 @@ def fetch_manifest(settings: Settings, deps: Deps, window: Window, run_id: str) 
 class MirrorView:
     """What the mirror held when this run started, and the archive's top level then."""
 
-    text: str  # the manifest text (path, size, MD5 per line, through the sync's filters)
-    manifest: hist.Manifest
+    inventory: Inventory  # path -> size, through the sync's filters
     index: hist.ArchiveListing
     listed: bool  # False: the last run's record, no listing of the mirror spent
-
-    @property
-    def inventory(self) -> Inventory:
-        """Return the mirror as the deletion pre-flight counts it (path -> size)."""
-        return Inventory({path: entry.size for path, entry in self.manifest.items()})
 
 
 def take_mirror_record(settings: Settings) -> hist.MirrorRecord | None:
@@ -164,12 +162,12 @@ def take_mirror_record(settings: Settings) -> hist.MirrorRecord | None:
         return None
 
 
-def write_mirror_record(settings: Settings, run_id: str, text: str) -> None:
-    """Keep the manifest just uploaded as the next run's picture of the mirror (0600)."""
+def write_mirror_record(settings: Settings, run_id: str, manifest: Path) -> None:
+    """Keep the manifest file just uploaded as the next run's picture of the mirror (0600)."""
     path = settings.state.dir / hist.RECORD_NAME
     try:
-        files.write_file_atomically(
-            path, hist.render_record(run_id, hist.build_mirror_key(settings), text), 0o600)
+        header = hist.render_record_header(run_id, hist.build_mirror_key(settings))
+        files.write_file_atomically(path, header + manifest.read_text(encoding="utf-8"), 0o600)
     except OSError as err:
         log.warning("cannot write the mirror record %s (%s); the next run lists the mirror",
                     path, err.strerror)
@@ -201,11 +199,15 @@ def fetch_mirror_view(settings: Settings, deps: Deps, window: Window,
         if why is None:
             log.info("history: the mirror is as run %s left it (its record); not listed",
                      record.run_id)
-            return MirrorView(record.text, hist.parse_manifest(record.text), index, False)
+            return MirrorView(Inventory(record.sizes), index, False)
         log.info("history: not using the mirror record of run %s: %s; listing the mirror",
                  record.run_id, why)
-    text, manifest = fetch_mirror_manifest(settings, deps, window)
-    return MirrorView(text, manifest, index, True)
+    try:
+        sizes = hist.parse_manifest_sizes(
+            fetch_mirror_listing(settings, deps, window).splitlines())
+    except ValueError as err:
+        raise RcloneFailed(f"mirror listing not understood: {err}") from None
+    return MirrorView(Inventory(sizes), index, True)
 
 
 def dest_after_path(window: Window) -> Path:
@@ -213,17 +215,15 @@ def dest_after_path(window: Window) -> Path:
     return window.run_dir / DEST_AFTER_NAME
 
 
-def read_dest_after(window: Window) -> tuple[str, hist.Manifest] | None:
-    """Return the last sync's ``--dest-after`` report as (manifest text, manifest), or None
-    if it is missing or not understood (the caller lists the mirror instead)."""
-    path = dest_after_path(window)
+def _summarize(path: Path) -> tuple[int, int] | None:
+    """Return (objects, bytes) of a manifest file, read line by line; None if unusable."""
     try:
-        manifest = hist.parse_manifest(path.read_text(encoding="utf-8"))
+        with path.open(encoding="utf-8") as lines:
+            return hist.summarize_manifest(lines)
     except (OSError, UnicodeDecodeError, ValueError) as err:
         log.warning("rclone's --dest-after report is unusable (%s); listing the mirror",
                     type(err).__name__)
         return None
-    return hist.render_manifest(manifest), manifest
 
 
 def write_manifest(settings: Settings, deps: Deps, window: Window) -> int:
@@ -231,12 +231,22 @@ def write_manifest(settings: Settings, deps: Deps, window: Window) -> int:
 
     Called only after a successful sync: the manifest is what makes the run a restore point.
     It is the sync's own ``--dest-after`` report (rclone's listing plus what it copied and
-    deleted: no request), else a listing of the mirror. It goes through a file in the tmpfs
-    run dir (the config's 0700 directory) and is kept as the local mirror record.
+    deleted: no request), uploaded as the file rclone wrote, else a listing of the mirror.
+    Either way it is a file in the tmpfs run dir (the config's 0700 directory), never held
+    whole in memory on the report's path, and it is kept as the local mirror record.
     """
-    reported = read_dest_after(window)
-    text, manifest = reported or fetch_mirror_manifest(settings, deps, window)
-    local = files.write_private_file(window.run_dir, hist.manifest_name(window.run_id), text)
+    local = window.run_dir / hist.manifest_name(window.run_id)
+    report = dest_after_path(window)
+    summary = _summarize(report) if report.exists() else None
+    if summary is not None:
+        report.replace(local)
+    else:
+        local = files.write_private_file(window.run_dir, local.name,
+                                         fetch_mirror_listing(settings, deps, window))
+        summary = _summarize(local)
+        if summary is None:
+            raise RcloneFailed("mirror listing not understood; the run's manifest was not "
+                               "written")
     argv = hist.build_manifest_upload_argv(settings, config_path=window.config_path,
                                            work_dir=window.run_dir, local=local,
                                            run_id=window.run_id)
@@ -245,10 +255,11 @@ def write_manifest(settings: Settings, deps: Deps, window: Window) -> int:
         raise classify_list_failure(result.returncode, result.stderr,
                                     what="cannot write the run's manifest: ",
                                     redact=deps.redactor.redact)
+    objects, total = summary
     log.info("history: recorded %s (%d objects, %s)", hist.manifest_name(window.run_id),
-             len(manifest), format_bytes(sum(e.size for e in manifest.values())))
-    write_mirror_record(settings, window.run_id, text)
-    return len(manifest)
+             objects, format_bytes(total))
+    write_mirror_record(settings, window.run_id, local)
+    return objects
 
 
 def fetch_folder(settings: Settings, deps: Deps, window: Window,
@@ -346,7 +357,7 @@ def run_history(settings: Settings, deps: Deps, *, as_json: bool) -> str:
                 manifests[point] = fetch_manifest(settings, deps, window, point)
             except GhostBackupError as err:
                 log.warning("history: skipping %s: %s", point, err.message)
-        _, mirror = fetch_mirror_manifest(settings, deps, window)
+        mirror = fetch_mirror_manifest(settings, deps, window)
         dumps = _dump_listing(settings, deps, window)
     points = hist.build_history(listing, manifests, mirror)
     from ghost_backup.databases import objects  # noqa: PLC0415 -- pure, light; see above

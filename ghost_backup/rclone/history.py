@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -84,7 +85,7 @@ def parse_folder(name: str) -> tuple[str, int] | None:
 
 # --- manifests and listings -----------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One object: its size and MD5 (empty when the backend had none, e.g. multipart)."""
 
@@ -95,6 +96,18 @@ class Entry:
 Manifest = dict[str, Entry]
 
 
+def split_manifest_line(line: str) -> tuple[str, int, str]:
+    """Given one manifest line (no newline), return (path, size, MD5).
+
+    Raise ValueError if it is not ``path<TAB>size<TAB>md5``.
+    """
+    rest, _, md5 = line.rpartition(SEPARATOR)
+    path, sep, size = rest.rpartition(SEPARATOR)
+    if not sep or not path or not size.isdigit():
+        raise ValueError(f"not a manifest line: {line[:80]!r}")
+    return path, int(size), md5
+
+
 def parse_manifest(text: str) -> Manifest:
     """Given ``rclone lsf -R --files-only -F psh -s TAB`` output, return path -> Entry.
 
@@ -102,14 +115,34 @@ def parse_manifest(text: str) -> Manifest:
     """
     out: Manifest = {}
     for line in text.splitlines():
-        if not line:
-            continue
-        rest, _, md5 = line.rpartition(SEPARATOR)
-        path, sep, size = rest.rpartition(SEPARATOR)
-        if not sep or not path or not size.isdigit():
-            raise ValueError(f"not a manifest line: {line[:80]!r}")
-        out[path] = Entry(int(size), md5)
+        if line:
+            path, size, md5 = split_manifest_line(line)
+            out[path] = Entry(size, md5)
     return out
+
+
+def parse_manifest_sizes(lines: Iterable[str]) -> dict[str, int]:
+    """Given manifest lines, return path -> size only (what the deletion pre-flight needs,
+    at a third of :func:`parse_manifest`'s memory). Raise ValueError on a damaged line."""
+    out: dict[str, int] = {}
+    for raw in lines:
+        line = raw.rstrip("\n")
+        if line:
+            path, size, _ = split_manifest_line(line)
+            out[path] = size
+    return out
+
+
+def summarize_manifest(lines: Iterable[str]) -> tuple[int, int]:
+    """Given manifest lines, return (objects, bytes), checking every line as it goes (the
+    file is never held whole). Raise ValueError on a damaged line."""
+    objects = total = 0
+    for raw in lines:
+        line = raw.rstrip("\n")
+        if line:
+            total += split_manifest_line(line)[1]
+            objects += 1
+    return objects, total
 
 
 def render_manifest(manifest: Manifest) -> str:
@@ -195,11 +228,12 @@ _RECORD_HEADER = "# ghost-backup mirror record"
 @dataclass(frozen=True)
 class MirrorRecord:
     """The manifest a successful run uploaded, kept beside the state file: the next run's
-    picture of the mirror without listing it (no secret: paths, sizes and MD5s)."""
+    picture of the mirror without listing it (no secret: paths, sizes and MD5s). Read back,
+    only the sizes are kept (path -> size)."""
 
     run_id: str
     key: str
-    text: str
+    sizes: dict[str, int]
 
 
 def build_mirror_key(settings: Settings) -> str:
@@ -213,9 +247,9 @@ def build_mirror_key(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def render_record(run_id: str, key: str, text: str) -> str:
-    """Return the record file's text: one header line, then the manifest as uploaded."""
-    return f"{_RECORD_HEADER} {run_id} {key}\n{text}"
+def render_record_header(run_id: str, key: str) -> str:
+    """Return the record file's first line; the manifest as uploaded follows it."""
+    return f"{_RECORD_HEADER} {run_id} {key}\n"
 
 
 def parse_record(text: str) -> MirrorRecord:
@@ -225,8 +259,7 @@ def parse_record(text: str) -> MirrorRecord:
     if not newline or not header.startswith(_RECORD_HEADER) or len(fields) != 2 \
             or parse_run_time(fields[0]) is None:
         raise ValueError("not a mirror record")
-    parse_manifest(body)  # raises on a damaged line
-    return MirrorRecord(fields[0], fields[1], body)
+    return MirrorRecord(fields[0], fields[1], parse_manifest_sizes(body.splitlines()))
 
 
 def judge_record(record: MirrorRecord, index: ArchiveListing, key: str) -> str | None:

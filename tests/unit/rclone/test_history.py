@@ -221,9 +221,10 @@ def _key(**dest: object) -> str:
 
 
 def test_the_record_round_trips_and_refuses_what_is_not_one() -> None:
-    text = "a.txt\t3\t900150983cd24fb0d6963f7d28e17f72\n"
-    record = hist.parse_record(hist.render_record(R2, _key(), text))
-    assert (record.run_id, record.key, record.text) == (R2, _key(), text)
+    text = "a.txt\t3\t900150983cd24fb0d6963f7d28e17f72\nb\tc.txt\t0\t\n"
+    record = hist.parse_record(hist.render_record_header(R2, _key()) + text)
+    assert (record.run_id, record.key, record.sizes) == (R2, _key(), {"a.txt": 3, "b\tc.txt": 0})
+    assert hist.summarize_manifest(text.splitlines(keepends=True)) == (2, 3)
     for bad in ("", text, f"# ghost-backup mirror record {R2}\n{text}",
                 f"# ghost-backup mirror record not-a-run {_key()}\n{text}",
                 f"# ghost-backup mirror record {R2} {_key()}\na.txt\tbig\tx\n"):
@@ -254,7 +255,7 @@ def test_the_key_changes_with_the_destination_and_the_filters() -> None:
 ])
 def test_a_record_is_trusted_only_while_no_later_run_touched_the_mirror(
         lines: tuple[str, ...], key: str | None, why: str | None) -> None:
-    record = hist.MirrorRecord(R2, _key(), "a.txt\t3\tx\n")
+    record = hist.MirrorRecord(R2, _key(), {"a.txt": 3})
     verdict = hist.judge_record(record, _listing(*lines), key or _key())
     if why is None:
         assert verdict is None
