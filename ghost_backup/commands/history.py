@@ -147,16 +147,15 @@ def take_mirror_record(settings: Settings) -> hist.MirrorRecord | None:
     """
     path = settings.state.dir / hist.RECORD_NAME
     try:
-        text = path.read_text(encoding="utf-8")
-        path.unlink()
+        with path.open(encoding="utf-8") as lines:
+            path.unlink()  # first: a record that cannot be read is gone all the same
+            return hist.parse_record(lines)
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as err:
         log.warning("cannot use the mirror record %s (%s); listing the mirror instead", path,
                     getattr(err, "strerror", None) or type(err).__name__)
         return None
-    try:
-        return hist.parse_record(text)
     except ValueError:
         log.warning("mirror record %s is damaged; listing the mirror instead", path)
         return None

@@ -252,14 +252,16 @@ def render_record_header(run_id: str, key: str) -> str:
     return f"{_RECORD_HEADER} {run_id} {key}\n"
 
 
-def parse_record(text: str) -> MirrorRecord:
-    """Given a record file's text, return it; raise ValueError if it is not one."""
-    header, newline, body = text.partition("\n")
+def parse_record(lines: Iterable[str]) -> MirrorRecord:
+    """Given a record file's lines (a file object reads it line by line), return it; raise
+    ValueError if it is not one."""
+    rest = iter(lines)
+    header = next(rest, "")
     fields = header.removeprefix(_RECORD_HEADER).split()
-    if not newline or not header.startswith(_RECORD_HEADER) or len(fields) != 2 \
-            or parse_run_time(fields[0]) is None:
+    if not header.endswith("\n") or not header.startswith(_RECORD_HEADER) \
+            or len(fields) != 2 or parse_run_time(fields[0]) is None:
         raise ValueError("not a mirror record")
-    return MirrorRecord(fields[0], fields[1], parse_manifest_sizes(body.splitlines()))
+    return MirrorRecord(fields[0], fields[1], parse_manifest_sizes(rest))
 
 
 def judge_record(record: MirrorRecord, index: ArchiveListing, key: str) -> str | None:

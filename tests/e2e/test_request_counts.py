@@ -324,6 +324,13 @@ def test_a_record_left_by_an_earlier_run_is_not_trusted_once_a_later_run_changed
     assert "the newest restore point is" in night.stderr
     assert _manifest_lines(stack, night.stderr) == _mirror_lines(stack.bucket_dir)
 
+    record.write_text(record.read_text().replace("\t", " ", 3))  # damaged lines
+    _next_second()
+    damaged = stack.run("run")
+    assert damaged.returncode == 0, damaged.stderr
+    assert "is damaged; listing the mirror instead" in damaged.stderr
+    assert _manifest_lines(stack, damaged.stderr) == _mirror_lines(stack.bucket_dir)
+
 
 def _next_second() -> None:
     # Run ids sort by their start second; two runs in one second never happen for real.

@@ -222,14 +222,15 @@ def _key(**dest: object) -> str:
 
 def test_the_record_round_trips_and_refuses_what_is_not_one() -> None:
     text = "a.txt\t3\t900150983cd24fb0d6963f7d28e17f72\nb\tc.txt\t0\t\n"
-    record = hist.parse_record(hist.render_record_header(R2, _key()) + text)
+    record = hist.parse_record((hist.render_record_header(R2, _key()) + text).splitlines(
+        keepends=True))
     assert (record.run_id, record.key, record.sizes) == (R2, _key(), {"a.txt": 3, "b\tc.txt": 0})
     assert hist.summarize_manifest(text.splitlines(keepends=True)) == (2, 3)
     for bad in ("", text, f"# ghost-backup mirror record {R2}\n{text}",
                 f"# ghost-backup mirror record not-a-run {_key()}\n{text}",
                 f"# ghost-backup mirror record {R2} {_key()}\na.txt\tbig\tx\n"):
         with pytest.raises(ValueError):
-            hist.parse_record(bad)
+            hist.parse_record(bad.splitlines(keepends=True))
 
 
 def test_the_key_changes_with_the_destination_and_the_filters() -> None:
