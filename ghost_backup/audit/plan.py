@@ -32,6 +32,8 @@ class HostLocations:
     source: Path = SourceSettings.model_fields["path"].default
     state_dir: Path = StateSettings.model_fields["dir"].default
     runtime_dir: Path = RuntimeSettings.model_fields["dir"].default
+    # where hand-run commands keep their per-run config while the unit owns runtime_dir
+    manual_dir: Path = RuntimeSettings.model_fields["manual_dir"].default
     config_file: Path | None = None
 
 
@@ -96,6 +98,8 @@ def build_scan_plan(locations: HostLocations, extra: Sequence[Path] = ()) -> tup
         ScanTarget("/etc/ghost-backup", "ghost-backup config", depth=2),
         ScanTarget(esc(str(locations.state_dir)), "ghost-backup state", depth=3),
         ScanTarget(esc(str(locations.runtime_dir)), "ghost-backup runtime", depth=3),
+        *([ScanTarget(esc(str(locations.manual_dir)), "ghost-backup runtime (hand-run)",
+                      depth=3)] if locations.manual_dir != locations.runtime_dir else []),
     ]
     if locations.config_file is not None:
         targets.append(ScanTarget(esc(str(locations.config_file)), "ghost-backup config",

@@ -274,7 +274,8 @@ def read_host_locations(config: Path | None, env: Mapping[str, str],
         return (HostLocations(config_file=explicit),
                 f"config {path} unusable ({why.split(':', 1)[0]}): default locations used")
     return HostLocations(source=settings.source.path, state_dir=settings.state.dir,
-                         runtime_dir=settings.runtime.dir, config_file=explicit), ""
+                         runtime_dir=settings.runtime.dir, manual_dir=settings.runtime.manual_dir,
+                         config_file=explicit), ""
 
 
 def run_audit(plan: Sequence[ScanTarget], root: Path = Path("/"),

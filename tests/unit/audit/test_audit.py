@@ -195,7 +195,7 @@ def test_scan_plan_covers_the_issue_locations_and_never_walks_the_source() -> No
                      "/run/systemd/system", "/usr/lib/systemd/system", "/etc/environment",
                      "/etc/profile.d", "/root/.bashrc", "/home/*/.bashrc",
                      "/var/mnt/storage/.env*", "/var/mnt/storage/*/.env*", "/var/lib/ghost-backup",
-                     "/run/ghost", "/etc/ghost-backup", "/srv/x"):
+                     "/run/ghost", "/run/ghost-backup-manual", "/etc/ghost-backup", "/srv/x"):
         assert expected in patterns
     walks = [t for t in plan if t.names == ("rclone.conf", "rclone*.conf")]
     assert {t.pattern for t in walks} == {"/etc", "/opt", "/var/lib"}
