@@ -819,7 +819,7 @@ class StateSettings(_Section):
 class MetricsSettings(_Section):
     """Prometheus node_exporter textfile output."""
 
-    textfile_path: Path = Field(
+    textfile_path: Path | None = Field(
         Path("/var/lib/ghost-backup-metrics/ghost_backup.prom"),
         description=(
             "Where the unit's root hook (`ExecStopPost=-+/usr/bin/ghost-backup post-stop`) "
@@ -828,13 +828,21 @@ class MetricsSettings(_Section):
             "0755 if missing). Point node_exporter at its directory: "
             "`--collector.textfile.directory=/var/lib/ghost-backup-metrics` (the flag can be "
             "repeated). The service itself writes `<state.dir>/metrics.prom`, which only root "
-            "can reach under `DynamicUser=`."
+            "can reach under `DynamicUser=`. `\"\"` turns publishing off (no node_exporter "
+            "on the host); `<state.dir>/metrics.prom` is still written."
         ),
     )
 
+    @field_validator("textfile_path", mode="before")
+    @classmethod
+    def _off(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("textfile_path")
     @classmethod
-    def _prom(cls, value: Path) -> Path:
+    def _prom(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
         if not value.is_absolute() or value.suffix != ".prom":
             raise ValueError("must be an absolute path ending in .prom (node_exporter reads "
                              "*.prom only)")

@@ -21,6 +21,9 @@ def run_post_stop(settings: Settings) -> None:
     """Publish ``<state.dir>/metrics.prom`` at ``metrics.textfile_path`` after checking it."""
     staged = metrics.staged_textfile(settings.state.dir)
     target = settings.metrics.textfile_path
+    if target is None:
+        log.info("metrics.textfile_path is off; %s stays where it is", staged)
+        return
     try:
         text = metrics.read_staged_textfile(staged)
         metrics.check_textfile(text)

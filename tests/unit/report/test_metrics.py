@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ghost_backup.commands.post_stop import run_post_stop
+from ghost_backup.errors import ConfigError
 from ghost_backup.report import metrics
 from ghost_backup.report.state import build_last_run
 from ghost_backup.settings import parse_settings
@@ -103,6 +104,24 @@ def test_post_stop_publishes_the_staged_file_0644_in_a_0755_directory_under_umas
     assert oct(published.stat().st_mode & 0o777) == "0o644"
     assert oct(published.parent.stat().st_mode & 0o777) == "0o755"
     assert [p.name for p in published.parent.iterdir()] == ["ghost_backup.prom"]
+
+
+def test_an_empty_textfile_path_turns_publishing_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "state").mkdir(mode=0o700)
+    metrics.write_staged_textfile(tmp_path / "state", metrics.render_metrics(_record(0)))
+    settings = parse_settings({
+        "destination": {"bucket": "ghost-backups", "account_id": "a" * 32},
+        "state": {"dir": str(tmp_path / "state")}, "metrics": {"textfile_path": ""}}, {})
+    assert settings.metrics.textfile_path is None
+    with caplog.at_level("INFO"):
+        run_post_stop(settings)
+    assert "metrics.textfile_path is off" in caplog.text
+    assert (tmp_path / "state" / "metrics.prom").exists()
+    with pytest.raises(ConfigError, match=r"ending in \.prom"):
+        parse_settings({"destination": {"bucket": "ghost-backups", "account_id": "a" * 32},
+                        "metrics": {"textfile_path": "/var/lib/x/metrics.txt"}}, {})
 
 
 def test_post_stop_without_a_staged_file_publishes_nothing(
