@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING
 
 from ghost_backup import rclone
 from ghost_backup.credentials.sources import CredentialSource, SourceContext, build_source
-from ghost_backup.errors import RcloneFailed, RuntimeUnsafe, Terminated, VerifyMismatch
+from ghost_backup.errors import (
+    RcloneFailed,
+    RuntimeUnsafe,
+    TemporaryFailure,
+    Terminated,
+    VerifyMismatch,
+)
 from ghost_backup.host import files, runtime
 from ghost_backup.host.notify import Notifier
 from ghost_backup.host.process import ChildResult, Deadline, StopRequest, run_captured, run_child
@@ -323,16 +329,19 @@ def open_hash_cache(settings: Settings, window: Window) -> Path:
         return window.run_dir / "cache"
 
 
-def run_rclone(settings: Settings, deps: Deps, argv: tuple[str, ...],
-               env: dict[str, str], *,
-               on_event: Callable[[LogEvent], None] = log_rclone_event,
-               deadline: Deadline | None = None) -> ChildResult:
-    """Run a streaming rclone command (restore's copy, a check, a dry run) and return its
-    result; each output line goes to ``on_event`` (the journal by default).
+def run_rclone(settings: Settings, deps: Deps, argv: tuple[str, ...], window: Window, *,
+               on_event: Callable[[LogEvent], None] = log_rclone_event) -> ChildResult:
+    """Run a streaming rclone command (restore's copy, a check, a dry run) with ``window``'s
+    keys and return its result; each output line goes to ``on_event`` (the journal by
+    default).
 
-    With ``deadline`` (:func:`credential_deadline`) rclone is stopped before its keys
-    expire. Raise Terminated if a signal stopped it, RcloneFailed if it stalled.
+    The supervisor stops rclone before the keys expire (:func:`credential_deadline`, the same
+    rule as ``run``'s sync; ``result.deadline_hit`` says so), whatever rclone's own
+    ``--max-duration`` did. Raise Terminated if a signal stopped it, RcloneFailed if it
+    stalled.
     """
+    env = window.child_env(deps)
+    deadline = credential_deadline(settings, deps, window.credentials)
     def on_started(pid: int) -> None:
         log.info("rclone %s started (pid %d)", argv[1], pid)
 
@@ -360,7 +369,11 @@ def read_check_report(settings: Settings, deps: Deps, window: Window, argv: tupl
     Raise RcloneFailed if rclone failed without recording any difference (it could not list
     or read, so nothing was proven).
     """
-    result = run_rclone(settings, deps, argv, window.child_env(deps))
+    result = run_rclone(settings, deps, argv, window)
+    if result.deadline_hit:
+        raise TemporaryFailure(f"{what} did not finish before its credentials expired (rclone "
+                               "was stopped); ask for longer-lived credentials or check a "
+                               "smaller --path")
     combined = window.run_dir / COMBINED_NAME
     text = combined.read_text(encoding="utf-8", errors="replace") if combined.exists() else ""
     report = rclone.parse_combined(text)

@@ -25,7 +25,7 @@ from ghost_backup.commands.context import (
     run_rclone,
 )
 from ghost_backup.commands.guards import check_source
-from ghost_backup.errors import RcloneFailed
+from ghost_backup.errors import RcloneFailed, TemporaryFailure
 from ghost_backup.rclone.progress import DryRunPlan, LogEvent, add_dry_run_event, format_dry_run
 from ghost_backup.settings import Settings
 
@@ -62,7 +62,10 @@ def run_dry_run(settings: Settings, deps: Deps, *, shown: int = SHOWN_PATHS) -> 
             max_duration_seconds=max_duration_seconds(settings, deps, credentials),
             archive_stamp=run_id, dry_run=True,
             cache_dir=open_hash_cache(settings, window))
-        result = run_rclone(settings, deps, argv, window.child_env(deps), on_event=on_event)
+        result = run_rclone(settings, deps, argv, window, on_event=on_event)
+    if result.deadline_hit:
+        raise TemporaryFailure("the dry run did not finish before its credentials expired "
+                               "(rclone was stopped); ask for longer-lived credentials")
     if result.returncode != 0:
         error = rclone.classify_exit(result.returncode, terminated=result.terminated,
                                      max_delete_hit=result.max_delete_hit)

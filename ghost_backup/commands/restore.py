@@ -178,10 +178,12 @@ def _copy_in_windows(settings: Settings, deps: Deps, window: Window,
             log.log(NOTICE, "restore: credential window %d ended after %d files; "
                     "fetching fresh credentials to continue", number - 1, files)
             window = _refresh(settings, deps, window, "restore")
-        result = run_rclone(settings, deps, argv_for(window), window.child_env(deps))
+        result = run_rclone(settings, deps, argv_for(window), window)
         stats = result.last_stats or Stats()
         files, nbytes = files + stats.transfers, nbytes + stats.bytes
-        if result.returncode != 10:  # 10: --max-duration reached, keys about to expire
+        # 10: rclone's --max-duration cutoff; or the supervisor stopped it before the keys
+        # expired (a listing --max-duration does not bound): the window ended, not the copy.
+        if result.returncode != 10 and not result.deadline_hit:
             break
         if stats.transfers == 0:
             raise TemporaryFailure(

@@ -29,10 +29,7 @@ from tests.unit.commands.test_sequencing import (
     _no_leftovers,
     _rclone,
     _settings,
-    world,
 )
-
-__all__ = ["world"]  # the fixture, imported for pytest
 
 
 def _state(world: dict[str, Path]) -> dict[str, object]:

@@ -13,7 +13,6 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -131,23 +130,6 @@ print(json.dumps({{"level": "info", "msg": "done", "stats": {{"bytes": 3, "trans
                   "checks": 0, "deletes": 0, "errors": 0}}}}), flush=True)
 sys.exit({code})
 """
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[dict[str, Path]]:
-    shm = Path("/dev/shm")
-    runtime = Path(os.environ.get("GHOST_TEST_TMPFS", shm)) / f"seq-{os.getpid()}-{id(tmp_path)}"
-    source = tmp_path / "storage"
-    source.mkdir()
-    (source / "a.txt").write_text("abc")
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    yield {"runtime": runtime, "source": source, "tools": tools, "state": tmp_path / "state"}
-    if runtime.exists():
-        for entry in sorted(runtime.rglob("*"), reverse=True):
-            entry.rmdir() if entry.is_dir() else entry.unlink()
-        runtime.rmdir()
-    Path(f"{runtime}.lock").unlink(missing_ok=True)
 
 
 def _rclone(tools: Path, code: int = 0, transfers: int = 1) -> Path:
