@@ -85,12 +85,17 @@ def fetch_archive_listing(settings: Settings, deps: Deps, window: Window) -> his
     """
     argv = hist.build_archive_listing_argv(settings, config_path=window.config_path,
                                            work_dir=window.run_dir)
+    return _list_archive(settings, deps, window, argv, "cannot list the history: ")
+
+
+def _list_archive(settings: Settings, deps: Deps, window: Window, argv: tuple[str, ...],
+                  what: str) -> hist.ArchiveListing:
     result = _call(settings, deps, window, argv)
     if _is_missing(result):
         return hist.ArchiveListing((), ())
     if result.returncode != 0:
-        raise classify_list_failure(result.returncode, result.stderr,
-                                    what="cannot list the history: ", redact=deps.redactor.redact)
+        raise classify_list_failure(result.returncode, result.stderr, what=what,
+                                    redact=deps.redactor.redact)
     return hist.parse_archive_listing(result.stdout)
 
 
@@ -179,13 +184,7 @@ def fetch_archive_index(settings: Settings, deps: Deps, window: Window, *,
     ``what`` starts the error line (the run's first listing with keys names the backup)."""
     argv = hist.build_archive_index_argv(settings, config_path=window.config_path,
                                          work_dir=window.run_dir)
-    result = _call(settings, deps, window, argv)
-    if _is_missing(result):
-        return hist.ArchiveListing((), ())
-    if result.returncode != 0:
-        raise classify_list_failure(result.returncode, result.stderr,
-                                    what=what, redact=deps.redactor.redact)
-    return hist.parse_archive_listing(result.stdout)
+    return _list_archive(settings, deps, window, argv, what)
 
 
 def fetch_mirror_view(settings: Settings, deps: Deps, window: Window,

@@ -159,6 +159,25 @@ def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(proc.pid, signum)
 
 
+def _spawn(argv: Sequence[str], env: Mapping[str, str], *,
+           stdin: int, stdout: int, stderr: int) -> subprocess.Popen[bytes]:
+    """Start one child: the only ``Popen`` of the package.
+
+    An argv list and no shell; the environment exactly as the caller allowlisted it; every
+    other descriptor closed. Its own process group (killpg reaches rclone and anything it
+    starts; a Ctrl-C at a terminal reaches only us, and we forward it), but not its own
+    session: with CONFIG_SCHED_AUTOGROUP a new session is a new scheduler group
+    (sched(7)), and on a busy host that made rclone ~25% slower (docs/performance.md). It
+    gets SIGKILL when the supervisor dies (the ``preexec_fn`` runs only prctl/getppid in the
+    child; the supervisor is single-threaded).
+    """
+    return subprocess.Popen(  # argv list, no shell; env from an allowlist
+        list(argv), env=dict(env), stdin=stdin, stdout=stdout, stderr=stderr,
+        process_group=0, close_fds=True,
+        preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
+    )
+
+
 def run_child(
     argv: Sequence[str],
     env: Mapping[str, str],
@@ -184,21 +203,7 @@ def run_child(
     """
     read_fd, write_fd = os.pipe()
     try:
-        proc = subprocess.Popen(  # argv list, no shell; env from an allowlist
-            list(argv),
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=write_fd,
-            stderr=write_fd,
-            # Its own process group (killpg reaches rclone and anything it starts; a Ctrl-C
-            # at a terminal reaches only us, and we forward it), but not its own session:
-            # with CONFIG_SCHED_AUTOGROUP a new session is a new scheduler group (sched(7)),
-            # and on a busy host that made rclone ~25% slower (docs/performance.md).
-            process_group=0,
-            close_fds=True,
-            # Runs only prctl/getppid in the child; the CLI is single-threaded.
-            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
-        )
+        proc = _spawn(argv, env, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd)
     except OSError as err:
         os.close(read_fd)
         raise RcloneFailed(f"cannot start rclone ({argv[0]}): {err.strerror}") from None
@@ -352,16 +357,8 @@ def run_bounded(
         _while_next_child.clear()
         return _run_bounded_meanwhile(argv, env, timeout_seconds, works)
     started = time.monotonic()
-    proc = subprocess.Popen(  # argv list, no shell; env from an allowlist
-        list(argv),
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        process_group=0,
-        close_fds=True,
-        preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
-    )
+    proc = _spawn(argv, env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE)
     timed_out = False
     try:
         stdout, stderr = proc.communicate(timeout=timeout_seconds)
@@ -383,16 +380,7 @@ def _run_bounded_meanwhile(argv: Sequence[str], env: Mapping[str, str],
     started = time.monotonic()
     out_fd, err_fd = os.memfd_create("stdout"), os.memfd_create("stderr")
     try:
-        proc = subprocess.Popen(  # argv list, no shell; env from an allowlist
-            list(argv),
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=out_fd,
-            stderr=err_fd,
-            process_group=0,
-            close_fds=True,
-            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
-        )
+        proc = _spawn(argv, env, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd)
         timed_out = False
         try:
             for work in works:
@@ -477,15 +465,6 @@ class PipeResult:
     seconds: float
 
 
-def _popen_piped(argv: Sequence[str], env: Mapping[str, str], *,
-                 stdin: int, stdout: int, stderr: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # argv list, no shell; env from an allowlist
-        list(argv), env=dict(env), stdin=stdin, stdout=stdout, stderr=stderr,
-        process_group=0, close_fds=True,
-        preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
-    )
-
-
 def run_pipe(
     producer: Sequence[str] | BinaryIO,
     producer_env: Mapping[str, str],
@@ -527,10 +506,10 @@ def run_pipe(
     cons_name = Path(consumer[0]).name if isinstance(consumer, Sequence) else "consumer"
     try:
         if isinstance(consumer, Sequence):
-            cons_proc = _popen_piped(consumer, consumer_env, stdin=subprocess.PIPE,
+            cons_proc = _spawn(consumer, consumer_env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if isinstance(producer, Sequence):
-            prod_proc = _popen_piped(producer, producer_env, stdin=subprocess.DEVNULL,
+            prod_proc = _spawn(producer, producer_env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError:
         if cons_proc is not None:
