@@ -19,6 +19,27 @@ from tests.support.mariadb import ThrowawayMariaDB, install_template
 from tests.sysext.image import SysextBuild, build_skip_reason, run_build
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Make every directory above the checkout searchable by others (o+x, never listing).
+
+    The system tests run the checkout's virtualenv as systemd's DynamicUser and one audit
+    test runs it as nobody: neither can reach it through a 0700 parent, which is what a
+    clone into ``mktemp -d`` has. Done here, not in CI's script, so plain ``make test``
+    works from any clone; each change is printed.
+    """
+    directory = Path(__file__).resolve().parent.parent
+    while directory != directory.parent:
+        mode = directory.stat().st_mode
+        if not mode & 0o001:
+            try:
+                directory.chmod(mode & 0o7777 | 0o001)
+                print(f"tests: made {directory} searchable by others (o+x) for the "
+                      "DynamicUser and nobody tests")
+            except OSError as err:
+                print(f"tests: cannot make {directory} searchable by others: {err.strerror}")
+        directory = directory.parent
+
+
 @pytest.fixture
 def shm_dir() -> Iterator[Path]:
     """A fresh directory on tmpfs (/dev/shm), removed afterwards."""
