@@ -371,6 +371,22 @@ def _write_units(units: Path, install: Install) -> None:
                 install.dropin.replace("{args}", exe_args) + extra)
 
 
+def _base_config(install: Install, s3: S3Server, proxy: DevProxy,
+                 receiver: AlertReceiver) -> dict[str, Any]:
+    """Return the config every booted container starts from: these servers, short retries,
+    a throttled rclone (so a run is still going when a test stops it)."""
+    return {
+        "destination": {"bucket": BUCKET, "endpoint": s3.endpoint},
+        "credentials": {"url": proxy.url(), "max_attempts": 2, "max_total_seconds": 5,
+                        "timeout_seconds": 3, "connect_timeout_seconds": 2},
+        "rclone": {"binary": install.rclone, "stats_interval_seconds": 1,
+                   "extra_args": ["--bwlimit", BWLIMIT]},
+        "alerts": {"webhook_url": receiver.webhook_url,
+                   "healthcheck_url": receiver.healthcheck_url, "attempts": 1,
+                   "timeout_seconds": 5},
+    }
+
+
 def _write_credential(path: Path, s3: S3Server) -> None:
     """Write the JSON credential systemd hands over with LoadCredential= (valid 30 min)."""
     expires = datetime.now(UTC) + timedelta(minutes=30)
@@ -430,16 +446,8 @@ def run_scenario(tmp: Path, install: Install) -> Evidence:
     _write_sqlite(source / SQLITE_PATH)
     _write_units(root / "units", install)
     with _servers(tmp) as (s3, proxy, failing, receiver):
-        (root / "config.toml").write_text(render_toml({
-            "destination": {"bucket": BUCKET, "endpoint": s3.endpoint},
-            "credentials": {"url": proxy.url(), "max_attempts": 2, "max_total_seconds": 5,
-                            "timeout_seconds": 3, "connect_timeout_seconds": 2},
-            "rclone": {"binary": install.rclone, "stats_interval_seconds": 1,
-                       "extra_args": ["--bwlimit", BWLIMIT]},
-            "alerts": {"webhook_url": f"{receiver.url}/hook",
-                       "healthcheck_url": receiver.healthcheck_url, "attempts": 1,
-                       "timeout_seconds": 5},
-        }) + SQLITE_TABLE)
+        (root / "config.toml").write_text(
+            render_toml(_base_config(install, s3, proxy, receiver)) + SQLITE_TABLE)
         (root / "config-credential.toml").write_text(render_toml({
             "destination": {"bucket": BUCKET, "endpoint": s3.endpoint},
             "credentials": {"source": "systemd-credential"},

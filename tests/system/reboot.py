@@ -22,13 +22,12 @@ from tests.receiver import Received
 from tests.support.devstack import S3Server
 from tests.system.nspawn import (
     BOOT_TIMEOUT_SECONDS,
-    BUCKET,
-    BWLIMIT,
     PROBE_UNIT,
     REPO,
     SOURCE_FILES,
     SOURCE_MAX_SIZE,
     Install,
+    _base_config,
     _parse_journal,
     _parse_show,
     _servers,
@@ -125,16 +124,8 @@ def run_reboot_scenario(tmp: Path, install: Install) -> RebootEvidence:
     shutil.copy(TIMERS_DROPIN, root / "units" / "timers.target.d" / "10-ghost-backup.conf")
     machine = str(uuid.uuid4()).replace("-", "")  # one machine id: one journal directory
     with _servers(tmp) as (s3, proxy, _failing, receiver):
-        (root / "config.toml").write_text(render_toml({
-            "destination": {"bucket": BUCKET, "endpoint": s3.endpoint},
-            "credentials": {"url": proxy.url(), "max_attempts": 2, "max_total_seconds": 5,
-                            "timeout_seconds": 3, "connect_timeout_seconds": 2},
-            "rclone": {"binary": install.rclone, "stats_interval_seconds": 1,
-                       "extra_args": ["--bwlimit", BWLIMIT]},
-            "alerts": {"webhook_url": receiver.webhook_url,
-                       "healthcheck_url": receiver.healthcheck_url, "attempts": 1,
-                       "timeout_seconds": 5},
-        }))
+        (root / "config.toml").write_text(render_toml(_base_config(install, s3, proxy,
+                                                                   receiver)))
         (root / "config-credential.toml").write_text("")
         _write_credential(root / "credential.json", s3)
         started = time.monotonic()
